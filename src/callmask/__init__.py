@@ -1,0 +1,1 @@
+"""callmask: a self-hosted number-masking voice platform."""
