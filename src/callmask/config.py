@@ -1,0 +1,73 @@
+"""Settings of a callmask node, read from ``CALLMASK_*`` environment variables.
+
+The table of variables and defaults is the one in DESIGN.md ("Configuration"); a
+``.env`` file in the working directory is read too, so an operator can keep them in
+one place. Everything that depends on another setting (the SQLite URL under the data
+directory, the files directory) is derived here, once, so no module guesses a path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLMASK_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+
+    sip_host: str = "127.0.0.1"
+    sip_port: int = Field(default=5060, ge=1, le=65535)
+    trunk_uri: str = "sip:127.0.0.1:5080"
+    trunk_allow: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+        default_factory=lambda: [ipaddress.ip_network("127.0.0.0/8")]
+    )
+
+    rtpengine: str = "managed"
+    rtpengine_port_min: int = Field(default=30000, ge=1024, le=65535)
+    rtpengine_port_max: int = Field(default=30999, ge=1024, le=65535)
+
+    default_region: str | None = None
+    callback_timeout: float = Field(default=5.0, gt=0, le=60)
+    ring_timeout: float = Field(default=60.0, gt=0, le=600)
+    webhook_allow_private: bool = False
+    admin_key: str | None = None
+
+    # Uploads: the Infobip document caps audio files at 4 MB. The request body cap
+    # leaves room for base64 (4/3) and the JSON around it.
+    max_audio_bytes: int = 4 * 1024 * 1024
+    max_request_bytes: int = 6 * 1024 * 1024
+    audio_fetch_timeout: float = 10.0
+
+    @field_validator("trunk_allow", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        # Environment values come as "127.0.0.0/8,10.1.2.0/24"; lists pass through.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper_region(cls, value: str | None) -> str | None:
+        return value.upper() if value else None
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'callmask.db'}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"

@@ -1,0 +1,83 @@
+"""Refuse URLs that would make callmask reach into the operator's own network (SSRF).
+
+Customers give callmask URLs that it later calls or fetches (routing callbacks, status
+reports, webhooks, audio files). Unless ``CALLMASK_WEBHOOK_ALLOW_PRIVATE`` is set, such
+a URL must not lead to loopback, private (RFC 1918, RFC 4193), link-local (169.254/16,
+including cloud metadata endpoints), CGNAT, multicast, unspecified or reserved
+addresses.
+
+Two checks, because DNS answers change: ``check_url`` at configuration time looks at
+the URL itself (scheme, literal IPs, ``localhost``) without resolving anything, so a
+name that does not resolve yet is accepted; ``resolve_public`` runs right before each
+request and refuses if any address the name resolves to is not public.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from callmask.errors import InvalidInput
+
+MAX_URL_LENGTH = 2048
+
+
+class BlockedAddress(InvalidInput):
+    """The URL leads to an address callmask is not allowed to reach."""
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def check_url(url: str, *, allow_private: bool, field: str = "url") -> str:
+    """Validate ``url`` as an http(s) URL callmask may call; return it unchanged."""
+    if not isinstance(url, str) or not url:
+        raise InvalidInput(f"{field} must be a non-empty URL")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidInput(f"{field} is longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        _port = parts.port  # raises ValueError on a malformed or out-of-range port
+    except ValueError as exc:
+        raise InvalidInput(f"{field} is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise InvalidInput(f"{field} must be an http or https URL")
+    host = parts.hostname
+    if not host:
+        raise InvalidInput(f"{field} has no host")
+    if parts.username or parts.password:
+        raise InvalidInput(f"{field} must not carry credentials")
+    if allow_private:
+        return url
+    if host == "localhost" or host.endswith(".localhost"):
+        raise BlockedAddress(f"{field} points to a loopback host ({host})")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return url
+    if not _is_public(literal):
+        raise BlockedAddress(f"{field} points to a non-public address ({host})")
+    return url
+
+
+async def resolve_public(url: str, *, allow_private: bool) -> None:
+    """Right before a request: refuse if the host resolves to any non-public address."""
+    check_url(url, allow_private=allow_private)
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InvalidInput(f"cannot resolve {host}: {exc}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not _is_public(address):
+            raise BlockedAddress(f"{host} resolves to a non-public address ({address})")
