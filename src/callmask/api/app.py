@@ -1,0 +1,55 @@
+"""The FastAPI application: routers of both dialects, the operator API, error shapes,
+body limits, and a lifespan that owns the node's shared services.
+
+``create_app`` takes settings (and optionally an already opened ``Database``) so tests
+and ``callmask run`` build the same app; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from callmask.api import health
+from callmask.api.admin import routes as admin
+from callmask.api.deps import Services
+from callmask.api.errors import install_error_handlers
+from callmask.api.infobip import actions, files, numbers
+from callmask.api.limits import BodySizeLimit
+from callmask.config import Settings
+from callmask.media.audio import AudioStore
+from callmask.store.database import Database
+
+
+def create_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = database is None
+        db = database or Database(settings.effective_database_url)
+        async with httpx.AsyncClient(headers={"user-agent": "callmask"}) as http:
+            app.state.services = Services(
+                settings=settings,
+                database=db,
+                http=http,
+                audio_store=AudioStore(settings.files_dir),
+            )
+            try:
+                yield
+            finally:
+                if owned:
+                    await db.close()
+
+    app = FastAPI(
+        title="callmask",
+        summary="Self-hosted number masking: Infobip- and Tata-compatible APIs",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    for router in (health.router, numbers.router, actions.router, files.router, admin.router):
+        app.include_router(router)
+    return app

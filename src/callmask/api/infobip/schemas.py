@@ -1,0 +1,102 @@
+"""Request and response bodies of the Infobip dialect, field names as Infobip spells them.
+
+Inputs are deliberately loose types (``str | None``) so that a missing or wrong value
+reaches our own validation and gets a sentence that names the field, rather than a
+generic schema error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from callmask.phone import digits
+from callmask.store.models import Action, AudioFile, Number
+
+
+class ActionType(StrEnum):
+    VOICE_NUMBER_MASKING = "VOICE_NUMBER_MASKING"
+    ANONYMIZE = "ANONYMIZE"
+
+
+class PurchaseNumberIn(BaseModel):
+    numberKey: str | None = None
+
+
+class NumberOut(BaseModel):
+    numberKey: str
+    number: str
+    country: str
+    type: str = "VIRTUAL_LONG_NUMBER"
+    capabilities: list[str] = ["VOICE"]
+    shortCode: bool = False
+
+    @classmethod
+    def of(cls, number: Number) -> NumberOut:
+        return cls(numberKey=number.number_key, number=digits(number.e164), country=number.country)
+
+
+class NumberListOut(BaseModel):
+    numbers: list[NumberOut]
+    numberCount: int
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str | None = None
+    callbackUrl: str | None = None
+    statusUrl: str | None = None
+
+
+class ActionOut(BaseModel):
+    actionKey: str
+    type: str
+    callbackUrl: str
+    statusUrl: str | None
+
+    @classmethod
+    def of(cls, action: Action) -> ActionOut:
+        return cls(
+            actionKey=action.action_key,
+            type=action.type,
+            callbackUrl=action.callback_url,
+            statusUrl=action.status_url,
+        )
+
+
+class ActionListOut(BaseModel):
+    actions: list[ActionOut]
+
+
+class FileIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    url: str | None = None
+    content: str | None = None
+
+
+class FileIdOut(BaseModel):
+    fileId: str
+
+
+class FileOut(BaseModel):
+    fileId: str
+    size: int
+    duration: int  # milliseconds
+    createdAt: dt.datetime
+
+    @classmethod
+    def of(cls, audio: AudioFile) -> FileOut:
+        return cls(
+            fileId=audio.file_id,
+            size=audio.size_bytes,
+            duration=audio.duration_ms,
+            createdAt=audio.created_at,
+        )
+
+
+class FileListOut(BaseModel):
+    files: list[FileOut]
