@@ -34,8 +34,11 @@ class Settings(BaseSettings):
     )
 
     rtpengine: str = "managed"
-    rtpengine_port_min: int = Field(default=30000, ge=1024, le=65535)
-    rtpengine_port_max: int = Field(default=30999, ge=1024, le=65535)
+    # The managed rtpengine's control and media ports stay clear of Debian's packaged
+    # rtpengine service (ng 2223, media 30000-40000), which may run on the same host.
+    rtpengine_ng_port: int = Field(default=22222, ge=1024, le=65535)
+    rtpengine_port_min: int = Field(default=23000, ge=1024, le=65535)
+    rtpengine_port_max: int = Field(default=23999, ge=1024, le=65535)
 
     default_region: str | None = None
     callback_timeout: float = Field(default=5.0, gt=0, le=60)
