@@ -109,3 +109,75 @@ class AudioFile(Base):
 
 
 Index("ix_actions_account", Action.account_id)
+
+
+class WebhookEvent(Base):
+    """One event in the webhook outbox (``callmask.webhooks``): written in the same
+    transaction as the state change that causes it, then delivered at least once.
+
+    ``id`` is the event id, sent as the ``webhook-id`` header, so receivers can
+    deduplicate. ``payload`` is the exact JSON body, serialised once, so every retry
+    sends (and signs) the same bytes. ``lease_until`` marks a row claimed by a worker;
+    a lease that expired (the worker died) makes the row claimable again.
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    ordering_key: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | dead
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime]
+    lease_until: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+    delivered_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# The worker's claim scans pending rows by due time; the ordering check looks for an
+# earlier pending row with the same key; the API lists an account's events by time.
+Index("ix_webhook_events_due", WebhookEvent.status, WebhookEvent.next_attempt_at)
+Index(
+    "ix_webhook_events_ordering",
+    WebhookEvent.ordering_key,
+    WebhookEvent.status,
+    WebhookEvent.created_at,
+)
+Index("ix_webhook_events_account_created", WebhookEvent.account_id, WebhookEvent.created_at)
+
+
+class WebhookAttempt(Base):
+    """One HTTP try of one webhook event (the delivery log)."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[dt.datetime]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | retry | dead
+
+
+class WebhookSecret(Base):
+    """An account's webhook signing secret (``whsec_`` + base64 of 32 random bytes).
+    Kept in clear because signing needs it; every active one signs each request, so
+    a customer can rotate without a window where signatures fail."""
+
+    __tablename__ = "webhook_secrets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+    revoked_at: Mapped[dt.datetime | None]
