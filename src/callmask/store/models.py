@@ -111,6 +111,46 @@ class AudioFile(Base):
 Index("ix_actions_account", Action.account_id)
 
 
+class CallRecord(Base):
+    """One row per call (the CDR), written once when the call ends, in the same
+    transaction as the status report it causes.
+
+    ``call_id`` is the id customers see (Tata style ``<unix seconds>.<micro>``), ``uuid``
+    the id of the call's routing exchange; the SIP Call-IDs of both legs are kept for
+    the operator's traces. Times are UTC; ``duration_s`` is talk time (answer to end).
+    """
+
+    __tablename__ = "call_records"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(40), unique=True)
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(16))  # inbound | outbound
+    service: Mapped[str] = mapped_column(String(32))  # number_masking | anonymize | ...
+    did: Mapped[str | None] = mapped_column(String(20))
+    caller: Mapped[str] = mapped_column(String(64))
+    callee: Mapped[str | None] = mapped_column(String(64))  # the number dialled out
+    caller_id_shown: Mapped[str | None] = mapped_column(String(64))
+    action_key: Mapped[str | None] = mapped_column(String(32))
+    command: Mapped[str | None] = mapped_column(String(16))  # dial | audio | transfer ...
+    file_id: Mapped[str | None] = mapped_column(String(36))
+    a_sip_call_id: Mapped[str] = mapped_column(String(255))
+    b_sip_call_id: Mapped[str | None] = mapped_column(String(255))
+    invited_at: Mapped[dt.datetime]
+    ringing_at: Mapped[dt.datetime | None]
+    answered_at: Mapped[dt.datetime | None]
+    ended_at: Mapped[dt.datetime]
+    duration_s: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))  # answered | busy | no answer | failed | congestion
+    sip_code: Mapped[int | None] = mapped_column(Integer)
+    hangup_cause: Mapped[str] = mapped_column(String(200))
+    hangup_by: Mapped[str | None] = mapped_column(String(16))  # caller | callee | system
+    details: Mapped[str | None] = mapped_column(Text)  # JSON: legs tried, media counters
+
+
+Index("ix_call_records_account_invited", CallRecord.account_id, CallRecord.invited_at)
+
+
 class WebhookEvent(Base):
     """One event in the webhook outbox (``callmask.webhooks``): written in the same
     transaction as the state change that causes it, then delivered at least once.
