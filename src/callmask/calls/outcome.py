@@ -55,7 +55,9 @@ def new_public_call_id() -> str:
 _last_public_id = 0
 
 
-def utc_from_monotonic(monotonic_s: float, anchor_monotonic_s: float, anchor_utc: dt.datetime) -> dt.datetime:
+def utc_from_monotonic(
+    monotonic_s: float, anchor_monotonic_s: float, anchor_utc: dt.datetime
+) -> dt.datetime:
     """Turn a loop timestamp into UTC against one anchor, so intervals in the CDR are
     exact even if the wall clock steps during the call."""
     return anchor_utc + dt.timedelta(seconds=monotonic_s - anchor_monotonic_s)
