@@ -34,12 +34,33 @@ def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` denotes without DNS, or None for a name.
+
+    Besides dotted quads, the C resolver reads the inet_aton forms "127.1",
+    "2130706433", "0x7f.0.0.1" and "0177.0.0.1" as IPv4 literals, so they are literals
+    here too: a check that only knows dotted quads lets them reach loopback.
+    """
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 def check_url(url: str, *, allow_private: bool, field: str = "url") -> str:
     """Validate ``url`` as an http(s) URL callmask may call; return it unchanged."""
     if not isinstance(url, str) or not url:
         raise InvalidInput(f"{field} must be a non-empty URL")
     if len(url) > MAX_URL_LENGTH:
         raise InvalidInput(f"{field} is longer than {MAX_URL_LENGTH} characters")
+    # urlsplit silently drops tabs and newlines (WHATWG rules), so it would validate
+    # a different URL from the one stored and later requested.
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise InvalidInput(f"{field} contains whitespace or control characters")
     try:
         parts = urlsplit(url)
         _port = parts.port  # raises ValueError on a malformed or out-of-range port
@@ -52,13 +73,20 @@ def check_url(url: str, *, allow_private: bool, field: str = "url") -> str:
         raise InvalidInput(f"{field} has no host")
     if parts.username or parts.password:
         raise InvalidInput(f"{field} must not carry credentials")
+    # urlsplit accepts any character in a host ("a b", "x\ty"); inet_aton would even
+    # read "127.0.0.1 junk" as 127.0.0.1. Only names and IPv6 literals get past here.
+    if ":" not in host and not all(c.isalnum() or c in "-._" for c in host):
+        raise InvalidInput(f"{field} has an invalid host ({host!r})")
     if allow_private:
         return url
-    if host == "localhost" or host.endswith(".localhost"):
+    # A trailing dot names the same host ("localhost." is localhost).
+    name = host.rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
         raise BlockedAddress(f"{field} points to a loopback host ({host})")
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
+    literal = _literal_address(name)
+    if literal is None:
+        if ":" in host:
+            raise InvalidInput(f"{field} has an invalid host ({host!r})")
         return url
     if not _is_public(literal):
         raise BlockedAddress(f"{field} points to a non-public address ({host})")
