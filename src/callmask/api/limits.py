@@ -31,28 +31,37 @@ class BodySizeLimit:
             await self._reject(scope, send)
             return
         received = 0
+        exceeded = False
         response_started = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge(f"request body is larger than {self.max_bytes} bytes")
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            # FastAPI turns any exception raised while it reads the body into its own
+            # "400 There was an error parsing the body" response; once the cap is hit,
+            # that answer is dropped and the 413 below goes out instead.
+            if exceeded and not response_started:
+                return
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not response_started:
-                await self._reject(scope, send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not response_started:
+            await self._reject(scope, send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         text = f"request body is larger than {self.max_bytes} bytes"
