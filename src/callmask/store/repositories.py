@@ -11,7 +11,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -112,8 +112,6 @@ class Numbers:
         return number
 
     async def purchase(self, account_id: str, number_key: str) -> Number:
-        # Row lock on PostgreSQL so two accounts cannot buy the same number at once;
-        # SQLite serialises writers anyway.
         number = await self.session.scalar(
             select(Number).where(Number.number_key == number_key).with_for_update()
         )
@@ -121,9 +119,18 @@ class Numbers:
             raise NotFound(f"number {number_key} is not available")
         if number.account_id == account_id:
             raise Conflict(f"number {number_key} is already yours")
-        number.account_id = account_id
-        number.purchased_at = utcnow()
-        await self.session.flush()
+        # Compare-and-set: the UPDATE takes the number only if it is still free when the
+        # write happens. The row lock above is enough on PostgreSQL, but SQLite has no
+        # row locks and runs the SELECT before its write transaction starts, so two
+        # buyers both saw the number free and the second UPDATE overwrote the first.
+        result = await self.session.execute(
+            update(Number)
+            .where(Number.number_key == number_key, Number.account_id.is_(None))
+            .values(account_id=account_id, purchased_at=utcnow())
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise NotFound(f"number {number_key} is not available")
+        await self.session.refresh(number)
         return number
 
     async def release(self, account_id: str, number_key: str) -> Number:
