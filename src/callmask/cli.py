@@ -19,14 +19,18 @@ from callmask.phone import digits, normalise, region_of
 from callmask.store.database import Database
 from callmask.store.migrate import upgrade
 from callmask.store.repositories import Accounts, Numbers
+from callmask.webhooks.outbox import EventStatus
+from callmask.webhooks.repository import Deliveries, as_utc
 
 app = typer.Typer(help="callmask: self-hosted number masking over your own SIP trunk.")
 db_app = typer.Typer(help="Database schema.")
 accounts_app = typer.Typer(help="Customer accounts.")
 numbers_app = typer.Typer(help="The operator's DID inventory.")
+webhooks_app = typer.Typer(help="Webhook deliveries (the outbox).")
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(numbers_app, name="numbers")
+app.add_typer(webhooks_app, name="webhooks")
 
 T = TypeVar("T")
 
@@ -132,6 +136,43 @@ def numbers_list() -> None:
 
     for number_key, number, owner in _with_database(work):
         typer.echo(f"{number_key}  {number:<16} {owner}")
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    status: Annotated[EventStatus | None, typer.Option(help="only this status")] = None,
+    account: Annotated[str | None, typer.Option(help="only this account")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="at most this many")] = 50,
+) -> None:
+    """List webhook deliveries, newest first."""
+
+    async def work(database: Database, _settings: Settings) -> list[str]:
+        async with database.session() as session:
+            events, _total = await Deliveries(session).search(
+                account_id=account, status=status, limit=limit
+            )
+            return [
+                f"{e.id}  {e.status:<9} {e.attempt_count:>2}  "
+                f"{as_utc(e.created_at).isoformat(timespec='seconds')}  {e.account_id}  "
+                f"{e.event_type}  {e.url}  {e.last_error or ''}".rstrip()
+                for e in events
+            ]
+
+    for line in _with_database(work):
+        typer.echo(line)
+
+
+@webhooks_app.command("retry")
+def webhooks_retry(event_id: str) -> None:
+    """Send a delivery again now, whatever its status (a running node picks it up
+    within its poll interval)."""
+
+    async def work(database: Database, _settings: Settings) -> str:
+        async with database.session() as session:
+            event = await Deliveries(session).retry(event_id, account_id=None)
+            return f"{event.id} queued for {event.url}"
+
+    typer.echo(_with_database(work))
 
 
 def main() -> None:

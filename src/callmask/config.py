@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     callback_timeout: float = Field(default=5.0, gt=0, le=60)
     ring_timeout: float = Field(default=60.0, gt=0, le=600)
     webhook_allow_private: bool = False
+    # Off only for tests that drive DeliveryWorker themselves.
+    webhook_worker: bool = True
     admin_key: str | None = None
 
     # Uploads: the Infobip document caps audio files at 4 MB. The request body cap

@@ -7,13 +7,14 @@ and ``callmask run`` build the same app; nothing is created at import time.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
 
-from callmask.api import health
+from callmask.api import health, metrics, webhooks
 from callmask.api.admin import routes as admin
 from callmask.api.deps import Services
 from callmask.api.errors import install_error_handlers
@@ -22,6 +23,7 @@ from callmask.api.limits import BodySizeLimit
 from callmask.config import Settings
 from callmask.media.audio import AudioStore
 from callmask.store.database import Database
+from callmask.webhooks.worker import DeliveryWorker
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
@@ -29,16 +31,30 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
         db = database or Database(settings.effective_database_url)
-        async with httpx.AsyncClient(headers={"user-agent": "callmask"}) as http:
+        async with (
+            httpx.AsyncClient(headers={"user-agent": "callmask"}) as http,
+            asyncio.TaskGroup() as group,
+        ):
+            worker = DeliveryWorker(db, http, allow_private=settings.webhook_allow_private)
             app.state.services = Services(
                 settings=settings,
                 database=db,
                 http=http,
                 audio_store=AudioStore(settings.files_dir),
+                webhooks=worker,
+            )
+            worker_task = (
+                group.create_task(worker.run(), name="webhook worker")
+                if settings.webhook_worker
+                else None
             )
             try:
                 yield
             finally:
+                if worker_task is not None:
+                    # Stopped before the store closes: it stores its last results.
+                    worker_task.cancel()
+                    await asyncio.wait([worker_task])
                 if owned:
                     await db.close()
 
@@ -50,6 +66,14 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    for router in (health.router, numbers.router, actions.router, files.router, admin.router):
+    for router in (
+        health.router,
+        numbers.router,
+        actions.router,
+        files.router,
+        admin.router,
+        webhooks.router,
+        metrics.router,
+    ):
         app.include_router(router)
     return app

@@ -21,6 +21,7 @@ from callmask.media.audio import AudioStore
 from callmask.store.database import Database
 from callmask.store.models import Account
 from callmask.store.repositories import Accounts
+from callmask.webhooks.worker import DeliveryWorker
 
 
 @dataclass(slots=True)
@@ -31,6 +32,7 @@ class Services:
     database: Database
     http: httpx.AsyncClient
     audio_store: AudioStore
+    webhooks: DeliveryWorker  # call notify() after committing an enqueue
 
 
 def get_services(request: Request) -> Services:
