@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     sip_host: str = "127.0.0.1"
     sip_port: int = Field(default=5060, ge=1, le=65535)
     trunk_uri: str = "sip:127.0.0.1:5080"
+    # Digest credentials, when the trunk challenges outbound INVITEs (401/407).
+    trunk_username: str | None = None
+    trunk_password: str | None = None
     trunk_allow: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
         default_factory=lambda: [ipaddress.ip_network("127.0.0.0/8")]
     )

@@ -20,13 +20,19 @@ from callmask.api.deps import Services
 from callmask.api.errors import install_error_handlers
 from callmask.api.infobip import actions, files, numbers
 from callmask.api.limits import BodySizeLimit
+from callmask.api.tata.routes import routers as tata_routers
 from callmask.config import Settings
 from callmask.media.audio import AudioStore
 from callmask.store.database import Database
 from callmask.webhooks.worker import DeliveryWorker
 
 
-def create_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, database: Database | None = None, with_calls: bool = False
+) -> FastAPI:
+    """``with_calls`` also starts the call path (SIP, rtpengine, call engine); the API
+    alone is what most tests need."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
@@ -36,20 +42,32 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
             asyncio.TaskGroup() as group,
         ):
             worker = DeliveryWorker(db, http, allow_private=settings.webhook_allow_private)
-            app.state.services = Services(
+            services = Services(
                 settings=settings,
                 database=db,
                 http=http,
                 audio_store=AudioStore(settings.files_dir),
                 webhooks=worker,
             )
+            app.state.services = services
             worker_task = (
                 group.create_task(worker.run(), name="webhook worker")
                 if settings.webhook_worker
                 else None
             )
             try:
-                yield
+                if with_calls:
+                    # Imported here: an API-only app never loads the SIP and media stack.
+                    from callmask.calls.runtime import running_call_path
+
+                    async with running_call_path(
+                        settings, db, http, group, audio_dir=settings.files_dir, webhooks=worker
+                    ) as engine:
+                        services.calls = engine
+                        yield
+                        services.calls = None
+                else:
+                    yield
             finally:
                 if worker_task is not None:
                     # Stopped before the store closes: it stores its last results.
@@ -74,6 +92,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
         admin.router,
         webhooks.router,
         metrics.router,
+        *tata_routers,
     ):
         app.include_router(router)
     return app

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import httpx
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmask.api.auth import check_admin_key, parse_authorization
+from callmask.calls.control import CallControl
 from callmask.config import Settings
 from callmask.errors import Unauthorized
 from callmask.media.audio import AudioStore
@@ -33,6 +34,7 @@ class Services:
     http: httpx.AsyncClient
     audio_store: AudioStore
     webhooks: DeliveryWorker  # call notify() after committing an enqueue
+    calls: CallControl | None = None  # set while the call path runs (``callmask run``)
 
 
 def get_services(request: Request) -> Services:
@@ -66,6 +68,17 @@ async def get_current_account(request: Request, session: SessionDep) -> Account:
 
 
 CurrentAccount = Annotated[Account, Depends(get_current_account)]
+
+
+def get_call_control(services: ServicesDep) -> CallControl:
+    """The running call engine; 503 on a node that serves the API without calls, so a
+    client learns the call was not placed rather than waiting for one."""
+    if services.calls is None:
+        raise HTTPException(503, "calls are not running on this node")
+    return services.calls
+
+
+CallControlDep = Annotated[CallControl, Depends(get_call_control)]
 
 
 def require_admin(request: Request, services: ServicesDep) -> None:

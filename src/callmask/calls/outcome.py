@@ -102,6 +102,9 @@ class CallSummary:
     sip_code: int | None = None
     hangup_cause: str = ""
     hangup_by: str | None = None
+    custom_identifier: str | None = None
+    broadcast_id: str | None = None
+    agent_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def utc(self, monotonic_s: float | None) -> dt.datetime | None:
@@ -136,6 +139,9 @@ class CallSummary:
             hangup_cause=self.hangup_cause[:200],
             hangup_by=self.hangup_by,
             details=json.dumps(self.details, separators=(",", ":"), default=str),
+            custom_identifier=self.custom_identifier,
+            broadcast_id=self.broadcast_id,
+            agent_id=self.agent_id,
         )
 
 

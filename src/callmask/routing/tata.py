@@ -73,3 +73,47 @@ async def ask(
     }
     answer = await post_json(http, url, body, timeout_s=timeout_s, allow_private=allow_private)
     return parse_answer(answer, did=did, default_region=default_region)
+
+
+def _stamp(value: dt.datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else None
+
+
+def call_details(
+    *,
+    call_id: str,
+    uuid: str,
+    direction: str,
+    service: str,
+    did: str | None,
+    caller: str,
+    callee: str | None,
+    started: dt.datetime,
+    answered: dt.datetime | None,
+    ended: dt.datetime,
+    answered_seconds: int,
+    status: str,
+    hangup_cause: str,
+    custom_identifier: str | None,
+) -> dict[str, object]:
+    """The call details posted to the account's webhook when a Tata-dialect call ends
+    (anonymize, click-to-call, OTP), with the field names of the call-records API and
+    the ``custom_identifier`` the click-to-call request carried."""
+    return {
+        "call_id": call_id,
+        "uuid": uuid,
+        "direction": direction,
+        "services": service,
+        "did_number": did,
+        "caller_id_number": caller,
+        "destination": callee,
+        "start_stamp": _stamp(started),
+        "answer_stamp": _stamp(answered),
+        "end_stamp": _stamp(ended),
+        "call_duration": max(0, round((ended - started).total_seconds())),
+        "answered_seconds": answered_seconds,
+        "status": "answered" if status == "answered" else "missed",
+        "call_status": status,
+        "hangup_cause": hangup_cause,
+        "custom_identifier": custom_identifier,
+    }

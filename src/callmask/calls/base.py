@@ -1,0 +1,161 @@
+"""What every call has, whoever started it: an event queue the engine feeds, a summary
+that becomes the CDR, the transaction keys it listens on, and the helpers the flows
+share (waiting for the next event with a deadline, ending with a status, the view the
+live-calls API shows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from callmask.calls.control import LiveCall
+from callmask.calls.outcome import CallStatus, CallSummary
+from callmask.sip.transaction import (
+    AckReceived,
+    AckTimedOut,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+)
+
+if TYPE_CHECKING:
+    from callmask.calls.engine import CallEngine
+
+
+class MediaRelay(Protocol):
+    """What a call needs from the media anchor (rtpengine's ng commands)."""
+
+    async def offer(self, call_id: str, from_tag: str, sdp: str) -> str: ...
+    async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: str) -> str: ...
+    async def delete(self, call_id: str) -> dict[str, object]: ...
+    async def play_media(self, call_id: str, from_tag: str, file: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HangupRequested:
+    """An operator or API asked to end the call."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReceived:
+    """The caller CANCELled its INVITE (the engine already answered the CANCEL 200)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """Move the caller of an answered call to ``number``; ``done`` gets the result."""
+
+    number: str
+    done: asyncio.Future[bool]
+
+
+CallEvent = (
+    RequestReceived
+    | ResponseReceived
+    | AckReceived
+    | TransactionTimedOut
+    | AckTimedOut
+    | HangupRequested
+    | CancelReceived
+    | TransferRequested
+)
+
+
+class CallEnded(Exception):
+    """Raised inside a flow when the call is over; ``run`` writes the outcome."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A webhook the end of a call causes: where, what kind, what body."""
+
+    url: str
+    event_type: str
+    payload: dict[str, object]
+
+
+def sdp_text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")
+
+
+class CallBase:
+    def __init__(self, engine: CallEngine, summary: CallSummary) -> None:
+        self.engine = engine
+        self.summary = summary
+        self.id = summary.record_id
+        self.queue: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self.keys: set[str] = set()
+        self.sip_call_ids: set[str] = set()
+        self.media_started = False
+        self.ended = False
+
+    async def run(self) -> None:
+        """The whole life of the call; always ends with ``engine.finish(self)``."""
+        raise NotImplementedError
+
+    def post(self, event: CallEvent) -> None:
+        self.queue.put_nowait(event)
+
+    @property
+    def loop_time(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def track(self, key: str) -> None:
+        """Have the engine send this transaction's responses and timeouts here."""
+        self.keys.add(key)
+        self.engine.track(key, self)
+
+    def own_sip_call_id(self, sip_call_id: str) -> None:
+        """Have the engine send in-dialog requests and ACKs of this Call-ID here."""
+        self.sip_call_ids.add(sip_call_id)
+        self.engine.register_sip_call_id(sip_call_id, self)
+
+    async def next_event(self, timeout_s: float | None = None) -> CallEvent | None:
+        if timeout_s is not None and timeout_s <= 0:
+            return None
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
+
+    def end(
+        self, status: CallStatus, cause: str, *, code: int | None = None, by: str | None = None
+    ) -> CallEnded:
+        self.summary.status = status
+        self.summary.hangup_cause = cause
+        self.summary.sip_code = code
+        self.summary.hangup_by = by
+        return CallEnded(cause)
+
+    def live_view(self) -> LiveCall:
+        summary = self.summary
+        return LiveCall(
+            call_id=summary.public_call_id,
+            account_id=summary.account_id or "",
+            direction=summary.direction,
+            service=summary.service,
+            did=summary.did,
+            caller=summary.caller,
+            callee=summary.callee,
+            started_at=summary.invited_utc,
+            answered_at=summary.utc(summary.times.answered),
+            state="answered" if summary.times.answered is not None else "ringing",
+        )
+
+    def report(self) -> Report | None:
+        """The webhook this call's end causes, if any."""
+        return None
+
+    async def delete_media(self) -> None:
+        if not self.media_started:
+            return
+        try:
+            stats = await asyncio.wait_for(self.engine.media.delete(self.id), timeout=3)
+            self.summary.details["media"] = self.engine.media_counts(stats)
+        except Exception as exc:
+            self.summary.details["media_error"] = str(exc)

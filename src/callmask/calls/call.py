@@ -1,0 +1,615 @@
+"""One inbound masked call: the caller's leg (A), the legs callmask places (B), the
+media anchored in rtpengine, and the outcome.
+
+A call is a coroutine fed by a queue: the engine posts every SIP event that belongs to
+the call (responses on its transactions, in-dialog requests, CANCEL, ACK, timeouts) and
+operator commands (hang up). Writing the flow top to bottom — route, dial, ring, talk,
+end — keeps RFC ordering rules (CANCEL only after a provisional, ACK before media, BYE
+both ways) visible in one place. Whatever ends the call, ``run`` always tears down both
+legs and the media session and writes the CDR with its status report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
+
+from callmask.calls.base import (
+    CallBase,
+    CallEnded,
+    CallEvent,
+    CancelReceived,
+    HangupRequested,
+    Report,
+    TransferRequested,
+    sdp_text,
+)
+from callmask.calls.legs import InboundLeg, OutboundLeg
+from callmask.calls.outcome import CallStatus, CallSummary, status_for_code
+from callmask.routing import infobip
+from callmask.routing.decisions import (
+    Decision,
+    DialNumbers,
+    PlayAudio,
+    RoutingFailed,
+    UnknownNumber,
+)
+from callmask.sip.message import Request, Response
+from callmask.sip.transaction import (
+    AckReceived,
+    AckTimedOut,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+)
+
+if TYPE_CHECKING:
+    from callmask.calls.engine import CallEngine
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The B side of an announcement-only call: rtpengine needs an answer to set up the
+# caller's stream; port 9 (discard) sendonly means "nothing comes back from here".
+ANNOUNCEMENT_TAG = "announcement"
+ANNOUNCEMENT_SDP = (
+    "v=0\r\no=callmask 1 1 IN IP4 127.0.0.1\r\ns=announcement\r\nc=IN IP4 127.0.0.1\r\n"
+    "t=0 0\r\nm=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n"
+)
+# How long the end of a call waits for the called party to confirm a CANCEL/BYE
+# before the media is torn down anyway.
+TEARDOWN_GRACE_S = 2.0
+
+
+class InboundCall(CallBase):
+    def __init__(self, engine: CallEngine, a: InboundLeg, summary: CallSummary) -> None:
+        super().__init__(engine, summary)
+        self.a = a
+        self.b: OutboundLeg | None = None
+        self.a_acked = False
+        self.status_url: str | None = None
+        self.action_type: str | None = None
+        self.webhook_url: str | None = None  # the account's Tata webhook, for ANONYMIZE
+        # Relayed in-dialog offers: our transaction key -> (origin leg, its txn key, request)
+        self._relays: dict[str, tuple[str, str, Request]] = {}
+
+    def _refuse(
+        self, code: int, status: CallStatus, cause: str, reason: str | None = None
+    ) -> CallEnded:
+        self.a.respond(code, reason)
+        return self.end(status, cause, code=code, by="system")
+
+    async def _while_ringing(self, work: Awaitable[T]) -> T:
+        """Run ``work`` (a callback, a media command) while still watching the caller:
+        a CANCEL or an operator hangup ends the call at once instead of after the work."""
+        task: asyncio.Task[T] = asyncio.ensure_future(work)
+        try:
+            while True:
+                getter = asyncio.ensure_future(self.queue.get())
+                done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    self._before_answer(getter.result())
+                else:
+                    getter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await getter
+                if task in done:
+                    return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def _before_answer(self, event: CallEvent) -> None:
+        """Events that can reach a call before any B leg exists."""
+        match event:
+            case CancelReceived():
+                raise self._refuse(
+                    487, CallStatus.NO_ANSWER, "caller cancelled", "Request Terminated"
+                )
+            case HangupRequested(reason=reason):
+                raise self._refuse(480, CallStatus.FAILED, reason)
+            case RequestReceived(key=key, request=request):
+                # Nothing in-dialog is possible before we answer; refuse politely.
+                self.a.answer_request(key, request, 481 if request.method == "BYE" else 491)
+            case _:
+                pass
+
+    def report(self) -> Report | None:
+        summary = self.summary
+        if self.action_type == "ANONYMIZE":
+            if not self.webhook_url:
+                return None
+            return Report(self.webhook_url, "call.details", self.engine.call_details(summary))
+        if not self.status_url:
+            return None
+        return Report(
+            self.status_url,
+            "call.status",
+            infobip.status_report(
+                command=summary.command,
+                caller=summary.caller,
+                did=summary.did or "",
+                transfer_to=summary.callee,
+                duration_s=summary.times.talk_seconds(),
+                status=summary.status.value,
+                file_id=summary.file_id,
+            ),
+        )
+
+    # -- the flow ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._flow()
+        except CallEnded:
+            pass
+        except asyncio.CancelledError:
+            self.end(CallStatus.FAILED, "callmask shutting down", by="system")
+            await self._teardown()
+            await self.engine.finish(self)
+            raise
+        except Exception as exc:
+            log.exception("call %s failed", self.summary.public_call_id)
+            self.end(CallStatus.FAILED, f"internal error: {type(exc).__name__}", by="system")
+            if not self.a.final_sent:
+                self.a.respond(500, "Server Internal Error")
+        await self._teardown()
+        await self.engine.finish(self)
+
+    async def _flow(self) -> None:
+        routed_at = self.loop_time
+        decision = await self._route()
+        callback_s = self.loop_time - routed_at
+        self.summary.details["callback_ms"] = round(callback_s * 1000, 1)
+        match decision:
+            case DialNumbers():
+                await self._dial(decision, callback_s)
+            case PlayAudio():
+                await self._announce(decision)
+
+    async def _route(self) -> Decision:
+        try:
+            return await self._while_ringing(self.engine.route(self))
+        except UnknownNumber as exc:
+            raise self._refuse(404, CallStatus.FAILED, f"no action for number {exc}") from exc
+        except RoutingFailed as exc:
+            # 480: "the callee's end system was contacted but is unavailable right now":
+            # the carrier plays its unavailable announcement instead of silence and
+            # does not fail over its whole trunk as it might on a 503.
+            raise self._refuse(480, CallStatus.FAILED, str(exc), "Temporarily Unavailable") from exc
+
+    async def _media(self, work: Awaitable[T]) -> T:
+        try:
+            return await self._while_ringing(work)
+        except CallEnded:
+            raise
+        except Exception as exc:
+            log.warning("call %s: media anchor failed: %s", self.summary.public_call_id, exc)
+            raise self._refuse(503, CallStatus.FAILED, f"media anchor failed: {exc}") from exc
+
+    # -- dial ----------------------------------------------------------------------
+
+    async def _dial(self, decision: DialNumbers, callback_s: float) -> None:
+        a_sdp = sdp_text(self.a.invite.body)
+        self.summary.command = self.summary.command or "dial"
+        self.summary.caller_id_shown = decision.caller_id
+        last_code: int | None = None
+        tried: list[dict[str, object]] = []
+        self.summary.details["tried"] = tried
+        for number in decision.numbers:
+            offer = await self._media(self.engine.media.offer(self.id, self.a.media_tag, a_sdp))
+            self.media_started = True
+            b = OutboundLeg(
+                self.engine.endpoint,
+                self.engine.local,
+                self.engine.trunk,
+                number=number,
+                caller_id=decision.caller_id,
+                sdp=offer.encode(),
+            )
+            self.b = b
+            self.own_sip_call_id(b.call_id)
+            self.summary.callee = number
+            self.summary.b_sip_call_id = b.call_id
+            self.track(b.start())
+            if "post_dial_delay_ms" not in self.summary.details:
+                delay_s = self.loop_time - self.summary.times.invited - callback_s
+                self.summary.details["post_dial_delay_ms"] = round(delay_s * 1000, 3)
+                self.engine.observe_post_dial_delay(delay_s)
+            answered, last_code = await self._ring(b)
+            tried.append({"number": number, "code": last_code})
+            if answered:
+                await self._talk(b)
+                return
+        status = status_for_code(last_code)
+        cause = f"called party answered {last_code}" if last_code else "trunk did not answer"
+        if self.summary.details.get("ring_timeout"):
+            status, cause = CallStatus.NO_ANSWER, "ring timeout"
+        raise self._refuse(self._code_for_caller(last_code), status, cause)
+
+    @staticmethod
+    def _code_for_caller(code: int | None) -> int:
+        """What the caller hears when no B leg answered. Busy and no-answer are passed
+        on; a failure of the far network becomes 502 (a 503 would tell the carrier that
+        callmask itself is overloaded, RFC 3261 16.7 item 6)."""
+        if code is None:
+            return 502
+        if code in (486, 600, 603, 404, 480, 484, 487, 408):
+            return 480 if code in (408, 487) else code
+        if 500 <= code < 600:
+            return 502
+        return 480
+
+    async def _ring(self, b: OutboundLeg) -> tuple[bool, int | None]:
+        """Wait for B's final answer; relay its ringing and early media to the caller."""
+        deadline = self.loop_time + self.engine.settings.ring_timeout
+        assert b.key is not None
+        while True:
+            event = await self.next_event(deadline - self.loop_time)
+            if event is None:
+                self.summary.details["ring_timeout"] = True
+                b.cancel()
+                return False, 408
+            match event:
+                case CancelReceived():
+                    b.cancel()
+                    raise self._refuse(
+                        487, CallStatus.NO_ANSWER, "caller cancelled", "Request Terminated"
+                    )
+                case HangupRequested(reason=reason):
+                    b.cancel()
+                    raise self._refuse(480, CallStatus.FAILED, reason)
+                case ResponseReceived(key=key, response=response) if key == b.key:
+                    outcome = await self._on_b_invite_response(b, response)
+                    if outcome is not None:
+                        return outcome
+                case TransactionTimedOut(key=key) if key == b.key:
+                    return False, (408 if b.provisional_seen else None)
+                case RequestReceived(key=key, request=request):
+                    self._answer_stray(key, request)
+                case _:
+                    pass
+
+    async def _on_b_invite_response(
+        self, b: OutboundLeg, response: Response
+    ) -> tuple[bool, int | None] | None:
+        status = response.status
+        if status in (401, 407) and not b.auth_attempted:
+            key = b.retry_with_credentials(response)
+            if key is not None:
+                self.track(key)
+                return None
+        b.on_response(response)
+        if status < 200:
+            if status == 100:
+                return None
+            if b.cancel_wanted:
+                b.cancel()
+            if self.summary.times.ringing is None:
+                self.summary.times.ringing = self.loop_time
+            if status == 183 and response.body:
+                sdp = await self._media(
+                    self.engine.media.answer(
+                        self.id, self.a.media_tag, response.to_tag or "", sdp_text(response.body)
+                    )
+                )
+                self.a.respond(183, "Session Progress", sdp=sdp.encode())
+            else:
+                self.a.respond(180, "Ringing")
+            return None
+        if status < 300:
+            if b.cancel_wanted:
+                # CANCEL crossed the 200: the call is up on B's side; end it there.
+                b.request("BYE")
+                return False, 487
+            sdp = await self._media(
+                self.engine.media.answer(
+                    self.id, self.a.media_tag, response.to_tag or "", b.last_answer_sdp
+                )
+            )
+            self.a.respond(200, "OK", sdp=sdp.encode())
+            self.summary.times.answered = self.loop_time
+            self.summary.status = CallStatus.ANSWERED
+            return True, status
+        return False, status
+
+    # -- talk ----------------------------------------------------------------------
+
+    async def _talk(self, b: OutboundLeg) -> None:
+        while True:
+            event = await self.next_event()
+            match event:
+                case TransferRequested(number=number, done=done):
+                    moved_to = await self._transfer(b, number)
+                    if not done.done():
+                        done.set_result(moved_to is not None)
+                    if moved_to is not None:
+                        b = moved_to
+                case AckReceived():
+                    self.a_acked = True
+                case AckTimedOut():
+                    b.request("BYE")
+                    self._bye_a()
+                    raise self.end(
+                        CallStatus.ANSWERED, "no ACK from the caller", code=200, by="system"
+                    )
+                case HangupRequested(reason=reason):
+                    b.request("BYE")
+                    self._bye_a()
+                    raise self.end(CallStatus.ANSWERED, reason, code=200, by="system")
+                case RequestReceived(key=key, request=request):
+                    await self._in_dialog_request(key, request, b)
+                case ResponseReceived(key=key, response=response):
+                    await self._relayed_response(key, response, b)
+                case CancelReceived():
+                    pass  # too late: the call was answered (the engine answered 200 anyway)
+                case _:
+                    pass
+
+    async def _transfer(self, b: OutboundLeg, number: str) -> OutboundLeg | None:
+        """Bridge the caller to ``number`` instead of ``b`` (Tata "call options" type 4).
+
+        The new leg is offered the caller's media afresh; only when it answers is the
+        caller's side pointed at it and the old leg sent BYE. If it does not answer,
+        the media is pointed back at the old leg and the call goes on as it was."""
+        media = self.engine.media
+        a_tag = self.a.media_tag
+        a_sdp = sdp_text(self.a.invite.body)
+        b_tag = b.dialog.remote_tag if b.dialog else ""
+        b_answer = b.last_answer_sdp
+        try:
+            offer = await media.offer(self.id, a_tag, a_sdp)
+        except Exception as exc:
+            log.warning("call %s: transfer offer failed: %s", self.summary.public_call_id, exc)
+            return None
+        c = OutboundLeg(
+            self.engine.endpoint,
+            self.engine.local,
+            self.engine.trunk,
+            number=number,
+            caller_id=self.summary.caller_id_shown or self.summary.did or number,
+            sdp=offer.encode(),
+        )
+        self.own_sip_call_id(c.call_id)
+        self.track(c.start())
+        legs: list[dict[str, object]] = self.summary.details.setdefault("legs", [])
+        answered, code = await self._ring_transfer(b, c)
+        legs.append({"number": number, "code": code, "call_id": c.call_id, "transfer": True})
+        if not answered:
+            with contextlib.suppress(Exception):
+                await media.offer(self.id, a_tag, a_sdp)
+                await media.answer(self.id, a_tag, b_tag, b_answer)
+            return None
+        c_tag = c.dialog.remote_tag if c.dialog else ""
+        await media.answer(self.id, a_tag, c_tag, c.last_answer_sdp)
+        legs.insert(0, {"number": self.summary.callee, "call_id": b.call_id, "transferred": True})
+        b.request("BYE")
+        self.b = c
+        self.summary.callee = number
+        self.summary.b_sip_call_id = c.call_id
+        self.summary.command = "transfer"
+        return c
+
+    async def _ring_transfer(self, b: OutboundLeg, c: OutboundLeg) -> tuple[bool, int | None]:
+        deadline = self.loop_time + self.engine.settings.ring_timeout
+        while True:
+            event = await self.next_event(deadline - self.loop_time)
+            match event:
+                case None:
+                    c.cancel()
+                    return False, 408
+                case ResponseReceived(key=key, response=response) if key == c.key:
+                    if response.status in (401, 407) and not c.auth_attempted:
+                        retry_key = c.retry_with_credentials(response)
+                        if retry_key is not None:
+                            self.track(retry_key)
+                            continue
+                    c.on_response(response)
+                    if response.status < 200:
+                        continue
+                    return 200 <= response.status < 300, response.status
+                case TransactionTimedOut(key=key) if key == c.key:
+                    return False, None
+                case RequestReceived(key=key, request=request) if request.method == "BYE":
+                    c.cancel()
+                    await self._in_dialog_request(key, request, b)
+                case RequestReceived(key=key, request=request):
+                    self._answer(request.call_id == self.a.call_id, b, key, request, 491)
+                case HangupRequested(reason=reason):
+                    c.cancel()
+                    b.request("BYE")
+                    self._bye_a()
+                    raise self.end(CallStatus.ANSWERED, reason, code=200, by="system")
+                case _:
+                    pass
+
+    def _bye_a(self) -> None:
+        if self.a.dialog is not None:
+            self.a.request("BYE")
+
+    async def _in_dialog_request(self, key: str, request: Request, b: OutboundLeg) -> None:
+        from_a = request.call_id == self.a.call_id
+        match request.method:
+            case "BYE":
+                if from_a:
+                    self.a.answer_request(key, request, 200)
+                    b.request("BYE")
+                    raise self.end(CallStatus.ANSWERED, "caller hung up", code=200, by="caller")
+                b.answer_request(key, request, 200)
+                self._bye_a()
+                raise self.end(CallStatus.ANSWERED, "called party hung up", code=200, by="callee")
+            case "INVITE" | "UPDATE" if request.body:
+                await self._relay_offer(key, request, from_a, b)
+            case "INVITE" | "UPDATE":
+                # An offerless re-INVITE (session refresh): answer with the SDP we last gave.
+                self._answer(from_a, b, key, request, 200)
+            case _:
+                self._answer(from_a, b, key, request, 200)
+
+    def _answer(
+        self,
+        from_a: bool,
+        b: OutboundLeg,
+        key: str,
+        request: Request,
+        status: int,
+        sdp: bytes = b"",
+    ) -> None:
+        if from_a:
+            self.a.answer_request(key, request, status, sdp=sdp)
+        else:
+            b.answer_request(key, request, status, sdp=sdp)
+
+    async def _relay_offer(self, key: str, request: Request, from_a: bool, b: OutboundLeg) -> None:
+        """Hold/resume and codec changes: a re-INVITE or UPDATE with SDP from one side
+        is re-offered through rtpengine and sent to the other side."""
+        if self._relays:
+            self._answer(from_a, b, key, request, 491)  # RFC 3261 14.2: one offer at a time
+            return
+        from_tag = self.a.media_tag if from_a else (b.dialog.remote_tag if b.dialog else "")
+        try:
+            sdp = await self.engine.media.offer(self.id, from_tag, sdp_text(request.body))
+        except Exception as exc:
+            log.warning("call %s: re-offer failed: %s", self.summary.public_call_id, exc)
+            self._answer(from_a, b, key, request, 500)
+            return
+        target_key = (
+            b.request(request.method, sdp=sdp.encode())
+            if from_a
+            else self.a.request(request.method, sdp=sdp.encode())
+        )
+        self.track(target_key)
+        self._relays[target_key] = ("a" if from_a else "b", key, request)
+
+    async def _relayed_response(self, key: str, response: Response, b: OutboundLeg) -> None:
+        relay = self._relays.get(key)
+        if relay is None:
+            if key == b.key and 200 <= response.status < 300:
+                b.on_response(response)  # a retransmitted 200: re-ACK
+            return
+        if response.status < 200:
+            return
+        del self._relays[key]
+        origin, origin_key, original = relay
+        from_a = origin == "a"
+        if response.status >= 300:
+            self._answer(from_a, b, origin_key, original, response.status)
+            return
+        a_tag = self.a.media_tag
+        b_tag = b.dialog.remote_tag if b.dialog else ""
+        offer_tag, answer_tag = (a_tag, b_tag) if from_a else (b_tag, a_tag)
+        try:
+            sdp = await self.engine.media.answer(
+                self.id, offer_tag, answer_tag, sdp_text(response.body)
+            )
+        except Exception as exc:
+            log.warning("call %s: re-answer failed: %s", self.summary.public_call_id, exc)
+            sdp = ""
+        if original.method == "INVITE":
+            self._ack_relayed(from_a, b, key, response)
+        self._answer(from_a, b, origin_key, original, 200, sdp.encode())
+
+    def _ack_relayed(self, from_a: bool, b: OutboundLeg, key: str, response: Response) -> None:
+        """ACK the 2xx of a re-INVITE we sent (RFC 3261 13.2.2.4)."""
+        if from_a:
+            assert b.dialog is not None
+            cseq = response.cseq[0]
+            ack = b.dialog.create_request("ACK", via=b.local.via(b.trunk.reliable), cseq=cseq)
+            self.engine.endpoint.send_ack(key, ack, b.destination, b.trunk.reliable)
+        else:
+            assert self.a.dialog is not None
+            cseq = response.cseq[0]
+            ack = self.a.dialog.create_request(
+                "ACK", via=self.a.local.via(self.a.reliable), cseq=cseq
+            )
+            self.engine.endpoint.send_ack(key, ack, self.a.source, self.a.reliable)
+
+    def _answer_stray(self, key: str, request: Request) -> None:
+        if request.call_id == self.a.call_id:
+            self.a.answer_request(key, request, 481 if request.method == "BYE" else 491)
+        elif self.b is not None:
+            self.b.answer_request(key, request, 481 if request.method == "BYE" else 491)
+
+    # -- announcement ------------------------------------------------------------
+
+    async def _announce(self, decision: PlayAudio) -> None:
+        self.summary.command = "audio"
+        self.summary.file_id = decision.file_id
+        path = await self._while_ringing(self.engine.audio_path(self, decision.file_id))
+        if path is None:
+            raise self._refuse(
+                480,
+                CallStatus.FAILED,
+                f"unknown fileId {decision.file_id}",
+                "Temporarily Unavailable",
+            )
+        a_sdp = sdp_text(self.a.invite.body)
+        await self._media(self.engine.media.offer(self.id, self.a.media_tag, a_sdp))
+        self.media_started = True
+        sdp = await self._media(
+            self.engine.media.answer(self.id, self.a.media_tag, ANNOUNCEMENT_TAG, ANNOUNCEMENT_SDP)
+        )
+        self.a.respond(200, "OK", sdp=sdp.encode())
+        self.summary.times.answered = self.loop_time
+        self.summary.status = CallStatus.ANSWERED
+        try:
+            duration_ms = await self.engine.media.play_media(self.id, self.a.media_tag, str(path))
+        except Exception as exc:
+            self._bye_a()
+            raise self.end(
+                CallStatus.FAILED, f"playback failed: {exc}", code=200, by="system"
+            ) from exc
+        self.summary.details["audio_ms"] = duration_ms
+        ends_at = self.loop_time + duration_ms / 1000
+        while True:
+            event = await self.next_event(ends_at - self.loop_time)
+            match event:
+                case None:
+                    self._bye_a()
+                    raise self.end(
+                        CallStatus.ANSWERED, "announcement finished", code=200, by="system"
+                    )
+                case RequestReceived(key=key, request=request) if request.method == "BYE":
+                    self.a.answer_request(key, request, 200)
+                    raise self.end(CallStatus.ANSWERED, "caller hung up", code=200, by="caller")
+                case RequestReceived(key=key, request=request):
+                    self.a.answer_request(key, request, 488 if request.body else 200)
+                case HangupRequested(reason=reason):
+                    self._bye_a()
+                    raise self.end(CallStatus.ANSWERED, reason, code=200, by="system")
+                case AckTimedOut():
+                    self._bye_a()
+                    raise self.end(
+                        CallStatus.ANSWERED, "no ACK from the caller", code=200, by="system"
+                    )
+                case _:
+                    pass
+
+    # -- the end -------------------------------------------------------------------
+
+    async def _teardown(self) -> None:
+        self.ended = True
+        self.summary.times.ended = self.loop_time
+        b = self.b
+        if b is not None and b.final_status is None:
+            b.cancel()
+            # Give the far end a moment to answer the CANCEL (or the 200 that crossed it).
+            grace_ends = self.loop_time + TEARDOWN_GRACE_S
+            while b.final_status is None:
+                event = await self.next_event(grace_ends - self.loop_time)
+                if event is None:
+                    break
+                if isinstance(event, ResponseReceived) and event.key == b.key:
+                    b.on_response(event.response)
+                    if b.cancel_wanted and not b.cancel_sent and event.response.status < 200:
+                        b.cancel()
+                    if 200 <= event.response.status < 300:
+                        b.request("BYE")
+        if not self.a.final_sent:
+            self.a.respond(480, "Temporarily Unavailable")
+        await self.delete_media()

@@ -1,0 +1,493 @@
+"""The call engine: receives every SIP event from the endpoint, starts a call for each
+new INVITE from the trunk, hands each later event to the call it belongs to, and writes
+each call's CDR and status report when it ends.
+
+Admission (RFC 3261 8.2 and the operator's rules): INVITEs from outside
+``CALLMASK_TRUNK_ALLOW`` get 403; a DID that is not ours or has no action gets 404
+without asking anyone; while shutting down, 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import socket
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from callmask.calls import metrics
+from callmask.calls.base import (
+    CallBase,
+    CancelReceived,
+    HangupRequested,
+    MediaRelay,
+    TransferRequested,
+)
+from callmask.calls.call import InboundCall
+from callmask.calls.control import Announcement, ClickToCall, LiveCall
+from callmask.calls.endpoint import SipEndpoint
+from callmask.calls.legs import (
+    ALLOW,
+    InboundLeg,
+    LocalAddress,
+    Trunk,
+    caller_of,
+    parse_trunk,
+    request_user,
+)
+from callmask.calls.origination import AnnouncementFlow, ClickToCallFlow
+from callmask.calls.origination import wait_for_agent as agent_answered
+from callmask.calls.outcome import (
+    CallSummary,
+    CallTimes,
+    new_public_call_id,
+    store_record,
+)
+from callmask.config import Settings
+from callmask.errors import InvalidInput
+from callmask.media.tts import TextToSpeech
+from callmask.phone import normalise
+from callmask.routing import infobip, tata
+from callmask.routing.decisions import Decision, RoutingFailed, UnknownNumber
+from callmask.sip.message import Request, make_response
+from callmask.sip.transaction import (
+    AckReceived,
+    AckTimedOut,
+    Event,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    TransactionTimedOut,
+)
+from callmask.store.database import Database
+from callmask.store.models import AccountSettings
+from callmask.store.repositories import Actions, AudioFiles
+from callmask.webhooks.outbox import enqueue
+
+log = logging.getLogger(__name__)
+
+# How long Ctrl-C waits for calls to send their BYEs and write their CDRs.
+SHUTDOWN_GRACE_S = 5.0
+
+
+class CallsUnavailable(Exception):
+    """The node is shutting down or its call path is not running."""
+
+
+class Notifier(Protocol):
+    def notify(self) -> None: ...
+
+
+class CallEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        http: httpx.AsyncClient,
+        media: MediaRelay,
+        *,
+        audio_dir: Path,
+        webhooks: Notifier | None = None,
+        media_counts: Callable[[dict[str, object]], dict[str, int]] = lambda _stats: {},
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.http = http
+        self.media = media
+        self.media_counts = media_counts
+        self.audio_dir = audio_dir
+        self.webhooks = webhooks
+        self.tts = TextToSpeech(settings.data_dir / "tts")
+        self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, self.on_event)
+        self.local = LocalAddress(settings.sip_host, settings.sip_port)
+        self.trunk: Trunk = parse_trunk(
+            settings.trunk_uri, settings.trunk_username, settings.trunk_password
+        )
+        self.calls: dict[str, CallBase] = {}  # by the SIP Call-ID of any of its legs
+        self.by_public_id: dict[str, CallBase] = {}
+        self._tracked: dict[str, CallBase] = {}  # transaction key -> call
+        self._group: asyncio.TaskGroup | None = None
+        self._stopping = False
+        self._stop = asyncio.Event()
+        self._call_tasks: set[asyncio.Task[None]] = set()
+        self.ready = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run until ``stop()``: SIP up, calls in a TaskGroup, then a clean shutdown."""
+        self.trunk = await self._resolve_trunk(self.trunk)
+        await self.endpoint.start()
+        self.local = LocalAddress(self.settings.sip_host, self.endpoint.port)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self.ready.set()
+                await self._stop.wait()
+                await self._end_all_calls()
+        finally:
+            self._group = None
+            await self.endpoint.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._stop.set()
+
+    async def _end_all_calls(self) -> None:
+        """BYE every live call and let each write its CDR; cancel what is still up
+        after the grace period (its CDR then says it was cut by the shutdown)."""
+        tasks = list(self._call_tasks)
+        if not tasks:
+            return
+        log.info("ending %d calls before shutdown", len(tasks))
+        for call in list(self.by_public_id.values()):
+            call.post(HangupRequested("callmask shutting down"))
+        _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+        for task in pending:
+            task.cancel()
+
+    @staticmethod
+    async def _resolve_trunk(trunk: Trunk) -> Trunk:
+        host = trunk.address[0]
+        try:
+            ipaddress.ip_address(host)
+            return trunk
+        except ValueError:
+            pass
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, trunk.address[1], type=socket.SOCK_DGRAM
+        )
+        address = (str(infos[0][4][0]), trunk.address[1])
+        return Trunk(
+            address, trunk.reliable, trunk.host, trunk.port, trunk.username, trunk.password
+        )
+
+    # -- dispatch ----------------------------------------------------------------
+
+    def track(self, key: str, call: CallBase) -> None:
+        self._tracked[key] = call
+
+    def register_sip_call_id(self, sip_call_id: str, call: CallBase) -> None:
+        self.calls[sip_call_id] = call
+
+    def untrack(self, key: str) -> None:
+        self._tracked.pop(key, None)
+
+    def on_event(self, event: Event) -> None:
+        match event:
+            case RequestReceived(request=request):
+                self._on_request(event, request)
+            case ResponseReceived(key=key) | TransactionTimedOut(key=key):
+                call = self._tracked.get(key)
+                if call is not None:
+                    call.post(event)
+            case AckReceived(request=request):
+                call = self.calls.get(request.call_id)
+                if call is not None:
+                    call.post(event)
+            case AckTimedOut(key=key):
+                call = self._tracked.get(key)
+                if call is not None:
+                    call.post(event)
+            case StrayResponse():
+                metrics.SIP_STRAY_RESPONSES.inc()
+
+    def _reply(self, event: RequestReceived, status: int, reason: str | None = None) -> None:
+        headers = [("Allow", ALLOW)] if status in (200, 405) else []
+        self.endpoint.send_response(
+            event.key, make_response(event.request, status, reason, headers=headers)
+        )
+
+    def _on_request(self, event: RequestReceived, request: Request) -> None:
+        method = request.method
+        if method == "CANCEL":
+            self._on_cancel(event, request)
+            return
+        if request.to_tag:
+            call = self.calls.get(request.call_id)
+            if call is None or call.ended:
+                self._reply(event, 481, "Call/Transaction Does Not Exist")
+            else:
+                call.post(event)
+            return
+        if not self._allowed(event.source[0]):
+            metrics.CALLS_REFUSED.labels(reason="not allowed").inc()
+            self._reply(event, 403, "Forbidden")
+            return
+        match method:
+            case "INVITE":
+                self._on_invite(event, request)
+            case "OPTIONS":
+                self._reply(event, 200)
+            case "BYE":
+                self._reply(event, 481, "Call/Transaction Does Not Exist")
+            case _:
+                self._reply(event, 405, "Method Not Allowed")
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.settings.trunk_allow)
+
+    def _on_cancel(self, event: RequestReceived, request: Request) -> None:
+        invite_key = self.endpoint.layer.matching_invite(request)
+        call = self.calls.get(request.call_id)
+        if invite_key is None or not isinstance(call, InboundCall) or call.a.key != invite_key:
+            self._reply(event, 481, "Call/Transaction Does Not Exist")
+            return
+        self._reply(event, 200)
+        call.post(CancelReceived())
+
+    def _on_invite(self, event: RequestReceived, request: Request) -> None:
+        if self._stopping or self._group is None:
+            self._reply(event, 503, "Service Unavailable")
+            return
+        if request.call_id in self.calls:
+            # A second initial INVITE with a live Call-ID: a loop or a merged fork.
+            self._reply(event, 482, "Loop Detected")
+            return
+        if not request.body:
+            # Without an offer the media cannot be anchored before B answers; carriers
+            # send offers in the INVITE, so refuse delayed offer clearly.
+            metrics.CALLS_REFUSED.labels(reason="no sdp").inc()
+            self._reply(event, 488, "Not Acceptable Here")
+            return
+        a = InboundLeg(self.endpoint, self.local, event.key, request, event.source, event.reliable)
+        now = asyncio.get_running_loop().time()
+        summary = CallSummary(
+            record_id=uuid.uuid4().hex,
+            public_call_id=new_public_call_id(),
+            direction="inbound",
+            service="number_masking",
+            caller=caller_of(request),
+            a_sip_call_id=request.call_id,
+            times=CallTimes(invited=now),
+            invited_utc=dt.datetime.now(dt.UTC),
+        )
+        call = InboundCall(self, a, summary)
+        call.own_sip_call_id(request.call_id)
+        call.track(event.key)
+        self._start(call)
+
+    def _start(self, call: CallBase) -> None:
+        assert self._group is not None
+        self.by_public_id[call.summary.public_call_id] = call
+        metrics.ACTIVE_CALLS.inc()
+        task = self._group.create_task(call.run(), name=f"call {call.summary.public_call_id}")
+        self._call_tasks.add(task)
+        task.add_done_callback(self._call_tasks.discard)
+
+    # -- what calls ask of the engine -------------------------------------------
+
+    async def route(self, call: InboundCall) -> Decision:
+        summary = call.summary
+        user = request_user(call.a.invite)
+        try:
+            did = normalise(user or "", self.settings.default_region)
+        except InvalidInput:
+            did = None
+        found = None
+        if did is not None:
+            async with self.database.session() as session:
+                found = await Actions(session).for_did(did)
+        if did is None or found is None:
+            raise UnknownNumber(user or "")
+        number, action = found
+        summary.account_id = number.account_id
+        summary.did = did
+        summary.action_key = action.action_key
+        call.status_url = action.status_url
+        call.action_type = action.type
+        if action.type == "ANONYMIZE":
+            call.webhook_url = await self._account_webhook(number.account_id)
+        settings = self.settings
+        started = asyncio.get_running_loop().time()
+        try:
+            if action.type == "ANONYMIZE":
+                summary.service = "anonymize"
+                return await tata.ask(
+                    self.http,
+                    action.callback_url,
+                    uuid=summary.record_id,
+                    call_id=summary.public_call_id,
+                    did=did,
+                    caller=summary.caller,
+                    start_stamp=summary.invited_utc,
+                    timeout_s=settings.callback_timeout,
+                    allow_private=settings.webhook_allow_private,
+                    default_region=settings.default_region,
+                )
+            return await infobip.ask(
+                self.http,
+                action.callback_url,
+                caller=summary.caller,
+                did=did,
+                timeout_s=settings.callback_timeout,
+                allow_private=settings.webhook_allow_private,
+                default_region=settings.default_region,
+            )
+        except RoutingFailed:
+            metrics.CALLBACK_FAILURES.inc()
+            raise
+        finally:
+            metrics.CALLBACK_SECONDS.observe(asyncio.get_running_loop().time() - started)
+
+    async def audio_path(self, call: InboundCall, file_id: str) -> Path | None:
+        account_id = call.summary.account_id
+        if account_id is None:
+            return None
+        async with self.database.session() as session:
+            try:
+                await AudioFiles(session).get(account_id, file_id)
+            except Exception:
+                return None
+        path = self.audio_dir / f"{file_id}.mp3"
+        return path.resolve() if path.exists() else None
+
+    def observe_post_dial_delay(self, delay_s: float) -> None:
+        metrics.POST_DIAL_DELAY_SECONDS.observe(delay_s)
+
+    async def finish(self, call: CallBase) -> None:
+        """The call is over: forget it, and store its CDR with the report it causes."""
+        summary = call.summary
+        for sip_call_id in call.sip_call_ids:
+            if self.calls.get(sip_call_id) is call:
+                del self.calls[sip_call_id]
+        for key in call.keys:
+            self.untrack(key)
+        self.by_public_id.pop(summary.public_call_id, None)
+        metrics.ACTIVE_CALLS.dec()
+        metrics.CALLS_ENDED.labels(status=summary.status.value).inc()
+        if summary.account_id is None:
+            return  # not one of our numbers: nobody to report to
+        report = call.report()
+        try:
+            async with self.database.session() as session:
+                await store_record(session, summary)
+                if report is not None:
+                    await enqueue(
+                        session,
+                        account_id=summary.account_id,
+                        event_type=report.event_type,
+                        url=report.url,
+                        payload=report.payload,
+                        ordering_key=summary.public_call_id,
+                    )
+        except Exception:
+            log.exception("could not store the CDR of call %s", summary.public_call_id)
+            return
+        if report is not None and self.webhooks is not None:
+            self.webhooks.notify()
+
+    # -- CallControl (the API's view of live calls) ------------------------------
+
+    def live_calls(self, account_id: str) -> list[LiveCall]:
+        return [
+            call.live_view()
+            for call in self.by_public_id.values()
+            if call.summary.account_id == account_id and not call.ended
+        ]
+
+    def hangup(self, account_id: str, call_id: str) -> bool:
+        call = self.by_public_id.get(call_id)
+        if call is None or call.ended or call.summary.account_id != account_id:
+            return False
+        call.post(HangupRequested("hung up through the API"))
+        return True
+
+    # -- calls callmask places ----------------------------------------------------
+
+    def _placed_summary(
+        self, account_id: str, service: str, caller: str, callee: str
+    ) -> CallSummary:
+        return CallSummary(
+            record_id=uuid.uuid4().hex,
+            public_call_id=new_public_call_id(),
+            direction="outbound",
+            service=service,
+            caller=caller,
+            callee=callee,
+            a_sip_call_id="",
+            times=CallTimes(invited=asyncio.get_running_loop().time()),
+            invited_utc=dt.datetime.now(dt.UTC),
+            account_id=account_id,
+        )
+
+    def _refuse_when_stopping(self) -> None:
+        if self._stopping or self._group is None:
+            raise CallsUnavailable("calls are not running on this node")
+
+    async def click_to_call(self, request: ClickToCall, *, wait_for_agent: bool) -> str | None:
+        self._refuse_when_stopping()
+        summary = self._placed_summary(
+            request.account_id, "click_to_call", request.agent_number, request.destination_number
+        )
+        summary.did = request.caller_id
+        summary.caller_id_shown = request.caller_id
+        summary.custom_identifier = request.custom_identifier
+        summary.command = "click_to_call"
+        flow = ClickToCallFlow(self, summary, request)
+        self._start(flow)
+        if wait_for_agent and not await agent_answered(flow):
+            return None
+        return summary.public_call_id
+
+    async def announce(self, request: Announcement) -> str:
+        self._refuse_when_stopping()
+        audio = await self.tts.render(request.text)
+        summary = self._placed_summary(
+            request.account_id, "broadcast", request.caller_id, request.customer_number
+        )
+        summary.did = request.caller_id
+        summary.caller_id_shown = request.caller_id
+        summary.command = "announcement"
+        self._start(AnnouncementFlow(self, summary, request, audio))
+        return summary.public_call_id
+
+    async def transfer(self, account_id: str, call_id: str, number: str) -> bool:
+        call = self.by_public_id.get(call_id)
+        if (
+            not isinstance(call, InboundCall)
+            or call.ended
+            or call.summary.account_id != account_id
+            or call.summary.times.answered is None
+        ):
+            return False
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        call.post(TransferRequested(number, done))
+        return await done
+
+    async def _account_webhook(self, account_id: str | None) -> str | None:
+        if account_id is None:
+            return None
+        async with self.database.session() as session:
+            settings = await session.get(AccountSettings, account_id)
+        return settings.webhook_url if settings is not None else None
+
+    def call_details(self, summary: CallSummary) -> dict[str, object]:
+        """The Tata-dialect call details sent to the account's webhook."""
+        ended = summary.utc(summary.times.ended) or summary.invited_utc
+        return tata.call_details(
+            call_id=summary.public_call_id,
+            uuid=summary.record_id,
+            direction=summary.direction,
+            service=summary.service,
+            did=summary.did,
+            caller=summary.caller,
+            callee=summary.callee,
+            started=summary.invited_utc,
+            answered=summary.utc(summary.times.answered),
+            ended=ended,
+            answered_seconds=summary.times.talk_seconds(),
+            status=summary.status.value,
+            hangup_cause=summary.hangup_cause,
+            custom_identifier=summary.custom_identifier,
+        )
