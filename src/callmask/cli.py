@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from callmask.config import Settings
 from callmask.errors import CallmaskError
@@ -56,6 +57,13 @@ def _with_database(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
     except CallmaskError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    except DBAPIError as exc:
+        # Usually a store that was never migrated ("no such table") or a database server
+        # that is down: the operator needs the sentence, not a traceback.
+        typer.echo(
+            f"error: database: {exc.orig}; is it up and at head (callmask db upgrade)?", err=True
+        )
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -66,7 +74,12 @@ def run() -> None:
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     upgrade(settings.effective_database_url)
-    serve(settings)
+    try:
+        serve(settings)
+    except KeyboardInterrupt:
+        # uvicorn shuts down cleanly on Ctrl-C and then re-raises SIGINT for whoever
+        # embeds it; here that would turn a clean shutdown into exit status 130.
+        logging.getLogger(__name__).info("stopped")
 
 
 @db_app.command("upgrade")
