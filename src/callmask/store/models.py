@@ -19,8 +19,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints so that Alembic migrations (and SQLite batch mode) can refer to them.
@@ -111,6 +113,17 @@ class AudioFile(Base):
 Index("ix_actions_account", Action.account_id)
 
 
+def _call_duration_s(context: DefaultExecutionContext) -> int:
+    """Whole seconds from INVITE to end, from the row's own times, so every writer of
+    a CDR gets the column the Tata records filter ("duration") needs without computing it."""
+    # SQLAlchemy leaves this method unannotated; it returns the row's parameters.
+    parameters = context.get_current_parameters()  # type: ignore[no-untyped-call]
+    invited, ended = parameters.get("invited_at"), parameters.get("ended_at")
+    if not isinstance(invited, dt.datetime) or not isinstance(ended, dt.datetime):
+        return 0
+    return max(0, round((ended - invited).total_seconds()))
+
+
 class CallRecord(Base):
     """One row per call (the CDR), written once when the call ends, in the same
     transaction as the status report it causes.
@@ -146,6 +159,17 @@ class CallRecord(Base):
     hangup_cause: Mapped[str] = mapped_column(String(200))
     hangup_by: Mapped[str | None] = mapped_column(String(16))  # caller | callee | system
     details: Mapped[str | None] = mapped_column(Text)  # JSON: legs tried, media counters
+    # Tata dialect (migration 0004): what /v1/call/records reports and filters on.
+    # call_duration_s is invite to end; filled from the two times unless given.
+    call_duration_s: Mapped[int] = mapped_column(
+        Integer, default=_call_duration_s, server_default="0"
+    )
+    # tata_agents.id; no foreign key, because a CDR outlives the agent it names.
+    agent_id: Mapped[int | None] = mapped_column(BigInteger)
+    custom_identifier: Mapped[str | None] = mapped_column(String(255))  # click-to-call
+    broadcast_id: Mapped[str | None] = mapped_column(String(32))  # the broadcast key of an OTP call
+    department: Mapped[str | None] = mapped_column(String(64))
+    ivr: Mapped[str | None] = mapped_column(String(64))
 
 
 Index("ix_call_records_account_invited", CallRecord.account_id, CallRecord.invited_at)
@@ -221,3 +245,137 @@ class WebhookSecret(Base):
     secret: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
     revoked_at: Mapped[dt.datetime | None]
+
+
+# -- Tata CPaaS dialect (migration 0004) ---------------------------------------------
+# Tables behind /v1/: the account's webhook, agents, OTP broadcast lead lists, leads
+# and broadcast keys. See callmask.store.tata_repositories and callmask.api.tata.
+
+
+class AccountSettings(Base):
+    """Per-account settings that are not credentials. ``webhook_url`` is where the call
+    details of the account's Tata-dialect calls (anonymize, click-to-call, OTP) go."""
+
+    __tablename__ = "account_settings"
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class TataAgent(Base):
+    """An agent (Tata "Add agent"): a person reached on ``follow_me_number``.
+
+    ``id`` is a random 12-digit integer (the reference shows numeric ids; random so it
+    says nothing about other tenants); ``eid`` a random 15-digit extension id. Intercom
+    and follow-me number are unique per account, so both identify one agent.
+    """
+
+    __tablename__ = "tata_agents"
+    __table_args__ = (
+        UniqueConstraint("account_id", "intercom", name="uq_tata_agents_account_intercom"),
+        UniqueConstraint(
+            "account_id", "follow_me_number", name="uq_tata_agents_account_follow_me_number"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    follow_me_number: Mapped[str] = mapped_column(String(20))  # E.164
+    eid: Mapped[str] = mapped_column(String(15), unique=True)
+    intercom: Mapped[str | None] = mapped_column(String(4))
+    custom_status: Mapped[int] = mapped_column(Integer, default=0)  # 1 = blocked
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class TataLeadList(Base):
+    """A broadcast lead list (the reference's ``<LEAD_ID>``)."""
+
+    __tablename__ = "tata_lead_lists"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class TataLead(Base):
+    """One lead of a list: a number (``field_0``) and its OTP digits (``field_5``).
+    One lead per number and list, which is what ``duplicate_option`` acts on."""
+
+    __tablename__ = "tata_leads"
+    __table_args__ = (
+        UniqueConstraint("lead_list_id", "number", name="uq_tata_leads_lead_list_id_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_list_id: Mapped[str] = mapped_column(ForeignKey("tata_lead_lists.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(20))  # E.164
+    otp: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class TataBroadcastKey(Base):
+    """A broadcast key: the ``api_key`` of ``/v1/c2c_api``, bound to one lead list, one
+    message template and the DID shown as caller ID. Only the SHA-256 of the key is
+    kept (like account keys, it is 128 random bits, so a fast hash is enough)."""
+
+    __tablename__ = "tata_broadcast_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    lead_list_id: Mapped[str] = mapped_column(
+        ForeignKey("tata_lead_lists.id", ondelete="CASCADE"), index=True
+    )
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    template: Mapped[str] = mapped_column(Text)
+    caller_id: Mapped[str] = mapped_column(String(20))  # E.164, one of the account's DIDs
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+# /v1/call/records: every page query is "this account, newest first", so each index
+# leads with account_id and ends with invited_at. The wide one carries the columns of
+# the common low-selectivity filters (call_type, direction, services, duration) so that
+# PostgreSQL counts matching rows with an index-only scan instead of visiting the heap.
+Index(
+    "ix_call_records_account_invited_filters",
+    CallRecord.account_id,
+    CallRecord.invited_at,
+    CallRecord.status,
+    CallRecord.direction,
+    CallRecord.service,
+    CallRecord.call_duration_s,
+)
+Index(
+    "ix_call_records_account_caller",
+    CallRecord.account_id,
+    CallRecord.caller,
+    CallRecord.invited_at,
+)
+Index(
+    "ix_call_records_account_callee",
+    CallRecord.account_id,
+    CallRecord.callee,
+    CallRecord.invited_at,
+)
+Index(
+    "ix_call_records_account_agent",
+    CallRecord.account_id,
+    CallRecord.agent_id,
+    CallRecord.invited_at,
+)
+Index(
+    "ix_call_records_account_department",
+    CallRecord.account_id,
+    CallRecord.department,
+    CallRecord.invited_at,
+)
+Index("ix_call_records_account_ivr", CallRecord.account_id, CallRecord.ivr, CallRecord.invited_at)
