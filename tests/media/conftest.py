@@ -1,0 +1,96 @@
+"""Fixtures for media tests: a managed rtpengine on random loopback ports, and a client.
+
+Ports are drawn at random from 40000-49999 for every test so that engineers running their
+own rtpengine tests on the same machine rarely collide; a busy ng port is retried.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from callmask.media.rtpengine import RtpengineClient
+from callmask.media.rtpengine_process import ManagedRtpengine, RtpengineStartError
+
+RTPENGINE_BINARY = shutil.which("rtpengine")
+PORT_LOW = 40000
+PORT_HIGH = 49999
+MEDIA_PORT_COUNT = 100
+
+
+def random_free_udp_port(*, avoid: range = range(0)) -> int:
+    for _ in range(50):
+        port = random.randint(PORT_LOW, PORT_HIGH)
+        if port in avoid:
+            continue
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            probe.close()
+        return port
+    raise RuntimeError("no free UDP port found in 50 tries")
+
+
+def random_media_ports(count: int = MEDIA_PORT_COUNT) -> range:
+    # rtpengine pairs an even RTP port with the odd RTCP port above it.
+    base = random.randrange(PORT_LOW, PORT_HIGH - count, 2)
+    return range(base, base + count)
+
+
+def managed(log_path: Path | None, **options: object) -> tuple[ManagedRtpengine, range]:
+    if RTPENGINE_BINARY is None:
+        pytest.skip("the rtpengine binary (Debian rtpengine-daemon) is not installed")
+    media_ports = random_media_ports()
+    ng_port = random_free_udp_port(avoid=media_ports)
+    engine = ManagedRtpengine(
+        binary=RTPENGINE_BINARY,
+        ng_port=ng_port,
+        port_min=media_ports.start,
+        port_max=media_ports.stop - 1,
+        log_path=log_path,
+        **options,  # type: ignore[arg-type]
+    )
+    return engine, media_ports
+
+
+async def started(log_path: Path | None, **options: object) -> tuple[ManagedRtpengine, range]:
+    """Start a managed rtpengine, retrying with other ports if the ng port got taken."""
+    last_error: RtpengineStartError | None = None
+    for _ in range(5):
+        engine, media_ports = managed(log_path, **options)
+        try:
+            await engine.start()
+        except RtpengineStartError as exc:
+            if "is not free" not in str(exc):
+                raise
+            last_error = exc
+            continue
+        return engine, media_ports
+    assert last_error is not None
+    raise last_error
+
+
+@pytest.fixture
+async def rtpengine(tmp_path: Path) -> AsyncIterator[tuple[ManagedRtpengine, range]]:
+    engine, media_ports = await started(tmp_path / "rtpengine.log")
+    try:
+        yield engine, media_ports
+    finally:
+        await engine.stop()
+
+
+@pytest.fixture
+async def ng_client(
+    rtpengine: tuple[ManagedRtpengine, range],
+) -> AsyncIterator[RtpengineClient]:
+    engine, _ = rtpengine
+    async with RtpengineClient(engine.address) as client:
+        yield client
