@@ -3,9 +3,13 @@ precise 4xx and leaves neither a row nor a file behind."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import random
+import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +278,65 @@ async def test_a_slow_audio_server_is_given_up_on(
     ):
         reply = await _upload(client, tenant, {"url": receiver.url("/slow.mp3")})
     assert_error(reply, 400, "BAD_REQUEST", mentions="could not fetch")
+    await assert_nothing_stored(database, settings)
+
+
+@contextlib.asynccontextmanager
+async def dripping_server(interval_s: float) -> AsyncIterator[str]:
+    """An audio server on 127.0.0.1 that answers 200 at once and then sends the body a
+    byte per ``interval_s``: every single read is quick, the download never ends."""
+    stop = asyncio.Event()
+    handlers: list[asyncio.Task[None]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\n")
+            writer.write(b"Content-Length: 100000\r\n\r\n")
+            for _ in range(1000):  # bounded: the server gives up after 1000 bytes
+                if stop.is_set():
+                    break
+                writer.write(b"\xff")
+                await writer.drain()
+                await asyncio.sleep(interval_s)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/drip.mp3"
+    finally:
+        stop.set()
+        server.close()
+        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), timeout=5)
+        await server.wait_closed()
+
+
+async def test_an_audio_server_that_drips_the_file_is_given_up_on_in_time(
+    tmp_path: Path, db_url: str, database: Database, tenant: Tenant
+) -> None:
+    settings = make_settings(tmp_path, db_url, audio_fetch_timeout=0.5)
+    application = create_app(settings, database=database)
+    async with (
+        dripping_server(interval_s=0.05) as url,
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://callmask.test"
+        ) as client,
+    ):
+        started = time.monotonic()
+        # The bound of the test itself: a fetch limited per read only would take 50 s.
+        async with asyncio.timeout(10):
+            reply = await _upload(client, tenant, {"url": url})
+        elapsed_s = time.monotonic() - started
+    assert_error(reply, 400, "BAD_REQUEST", mentions="not complete within 0.5 s")
+    assert elapsed_s < 3, elapsed_s
     await assert_nothing_stored(database, settings)
 
 
