@@ -9,6 +9,7 @@ reads them by path for ``play media``, never sees half a file.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -79,21 +80,28 @@ async def fetch_audio(
     allow_private: bool,
 ) -> bytes:
     """Download ``url`` with a size cap and an overall timeout; errors become 400s."""
-    await resolve_public(url, allow_private=allow_private)
     chunks: list[bytes] = []
     received = 0
     try:
-        async with client.stream("GET", url, timeout=timeout_s, follow_redirects=False) as reply:
-            if reply.status_code != 200:
-                raise InvalidInput(f"audio url answered HTTP {reply.status_code}")
-            declared = reply.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise PayloadTooLarge(f"audio file is larger than {max_bytes} bytes")
-            async for chunk in reply.aiter_bytes():
-                received += len(chunk)
-                if received > max_bytes:
+        # httpx's timeout bounds each read, not the download: a server dripping a byte
+        # a second would hold the upload request open for hours. This bounds the whole.
+        async with asyncio.timeout(timeout_s):
+            await resolve_public(url, allow_private=allow_private)
+            async with client.stream(
+                "GET", url, timeout=timeout_s, follow_redirects=False
+            ) as reply:
+                if reply.status_code != 200:
+                    raise InvalidInput(f"audio url answered HTTP {reply.status_code}")
+                declared = reply.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                     raise PayloadTooLarge(f"audio file is larger than {max_bytes} bytes")
-                chunks.append(chunk)
+                async for chunk in reply.aiter_bytes():
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise PayloadTooLarge(f"audio file is larger than {max_bytes} bytes")
+                    chunks.append(chunk)
+    except TimeoutError as exc:
+        raise InvalidInput(f"could not fetch audio url: not complete within {timeout_s} s") from exc
     except httpx.HTTPError as exc:
         raise InvalidInput(f"could not fetch audio url: {type(exc).__name__}: {exc}") from exc
     return b"".join(chunks)
