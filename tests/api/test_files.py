@@ -88,13 +88,19 @@ async def test_a_customer_uploads_an_mp3_and_reads_its_metadata_back(
 
 
 async def test_a_file_of_exactly_4_mb_is_accepted(
-    client: httpx.AsyncClient, settings: Settings, tenant: Tenant, audio: AudioSamples
+    client: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    audio: AudioSamples,
+    receiver: Receiver,
 ) -> None:
     mp3 = audio.mp3_of_size(MAX_BYTES)
-    reply = await _upload(client, tenant, {"content": _b64(mp3)})
-    assert reply.status_code == 200, reply.text
-    stored = settings.files_dir / f"{reply.json()['fileId']}.mp3"
-    assert stored.stat().st_size == MAX_BYTES
+    receiver.always("/4mb.mp3", Reply(200, mp3, {"content-type": "audio/mpeg"}))
+    for body in ({"content": _b64(mp3)}, {"url": receiver.url("/4mb.mp3")}):
+        reply = await _upload(client, tenant, body)
+        assert reply.status_code == 200, reply.text
+        stored = settings.files_dir / f"{reply.json()['fileId']}.mp3"
+        assert stored.read_bytes() == mp3
 
 
 async def test_a_file_of_4_mb_and_one_byte_is_too_large(

@@ -56,6 +56,8 @@ async def test_a_wrong_method_is_a_405_in_infobip_shape(
 ) -> None:
     reply = await client.put("/numbers/1/files", json={}, headers=tenant.basic)
     assert_error(reply, 405, "METHOD_NOT_ALLOWED")
+    # RFC 9110, 15.5.6: a 405 names the methods the resource does support.
+    assert "POST" in reply.headers["allow"]
 
 
 @pytest.mark.parametrize(
