@@ -10,6 +10,7 @@ errors, so no client ever sees a body shape it does not know.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -50,8 +51,14 @@ MESSAGE_ID_OF: dict[int, str] = {
 }
 
 
-def error_response(request: Request, status: int, text: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Basic realm="callmask"'} if status == 401 else None
+def error_response(
+    request: Request, status: int, text: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    # ``headers`` carries what the status needs besides the body, e.g. Allow on a 405
+    # (RFC 9110, 15.5.6).
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", 'Basic realm="callmask"')
     if request.url.path.startswith("/v1/"):
         return JSONResponse({"success": False, "message": text}, status, headers=headers)
     message_id = MESSAGE_ID_OF.get(status, "GENERAL_ERROR" if status >= 500 else "BAD_REQUEST")
@@ -80,7 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         text = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return error_response(request, exc.status_code, text)
+        return error_response(request, exc.status_code, text, exc.headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
