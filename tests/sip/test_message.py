@@ -222,16 +222,24 @@ def test_max_forwards_is_optional() -> None:
     assert parse_message(data).headers.get("Max-Forwards") is None
 
 
-@pytest.mark.parametrize(
-    "cseq", ["CSeq: 2 BYE", "CSeq: two INVITE", "CSeq: 2", "CSeq: 4294967296 INVITE"]
-)
-def test_a_bad_cseq_is_rejected_and_answered_with_400(cseq: str) -> None:
-    data = invite().replace(b"CSeq: 2 INVITE", cseq.encode())
+def test_a_cseq_method_differing_from_the_request_method_is_answered_with_400() -> None:
+    data = invite().replace(b"CSeq: 2 INVITE", b"CSeq: 2 BYE")
     with pytest.raises(SipParseError, match="CSeq") as caught:
         parse_message(data)
 
     reply = make_bad_request_reply(caught.value)
     assert reply is not None and reply.startswith(b"SIP/2.0 400 ")
+    assert b"CSeq: 2 BYE\r\n" in reply
+
+
+@pytest.mark.parametrize("cseq", ["CSeq: two INVITE", "CSeq: 2", "CSeq: 4294967296 INVITE"])
+def test_a_malformed_cseq_is_rejected_and_not_echoed_in_a_reply(cseq: str) -> None:
+    data = invite().replace(b"CSeq: 2 INVITE", cseq.encode())
+    with pytest.raises(SipParseError, match="CSeq") as caught:
+        parse_message(data)
+
+    assert caught.value.headers is not None
+    assert make_bad_request_reply(caught.value) is None
 
 
 def test_sip_versions_other_than_2_0_get_505() -> None:

@@ -875,7 +875,7 @@ def make_bad_request_reply(error: SipParseError) -> bytes | None:
     """Bytes of a 400 (or 505/513, per ``error.status``) answering a broken request, or None.
 
     None when the input was a response or an ACK (neither is answered), or when Via, From, To,
-    Call-ID or CSeq did not survive: without them the sender could not match the reply.
+    Call-ID or a parseable CSeq did not survive: without them the sender could not match it.
     """
     if error.is_request is not True or error.headers is None or error.method == "ACK":
         return None
@@ -888,8 +888,10 @@ def make_bad_request_reply(error: SipParseError) -> bytes | None:
         cseq = src.get("CSeq")
         if not vias or from_value is None or to_value is None or not call_id or not cseq:
             return None
-        # The reply must not carry what we could not parse; an unusable To means no reply.
+        # The reply must itself parse: an unusable To or CSeq means no reply (the peer could
+        # not match it to its transaction anyway).
         addr_params_start(to_value)
+        parse_cseq(cseq)
         if tag_of(to_value) is None:
             to_value = _add_tag(to_value, new_tag())
         headers = Headers()
