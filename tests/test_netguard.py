@@ -32,6 +32,12 @@ NON_PUBLIC_URLS = [
     "http://[::ffff:127.0.0.1]/",
     "http://[::ffff:a9fe:a9fe]/",  # 169.254.169.254, IPv4-mapped
     "http://224.0.0.1/",
+    # IPv6 forms that embed a private IPv4 address a translator would reach.
+    "http://[64:ff9b::a00:1]/",  # NAT64 of 10.0.0.1
+    "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+    "http://[64:ff9b:1::808:808]/",  # RFC 8215 local-use NAT64 prefix
+    "http://[::7f00:1]/",  # IPv4-compatible 127.0.0.1
+    "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
     # inet_aton forms: the resolver reads each of these as 127.0.0.1 (or 0.0.0.0).
     "http://2130706433/",
     "http://127.1/",
@@ -100,6 +106,7 @@ def test_a_value_that_is_not_an_http_url_is_refused_even_when_private_is_allowed
         "http://[2606:2800:220:1:248:1893:25c8:1946]/x",
         "https://bücher.example/x",
         "http://8.8.8.8./x",
+        "http://[64:ff9b::808:808]/x",  # NAT64 of a public address
     ],
 )
 def test_public_urls_and_unresolved_names_are_accepted_unchanged(url: str) -> None:
