@@ -28,9 +28,24 @@ class BlockedAddress(InvalidInput):
     """The URL leads to an address callmask is not allowed to reach."""
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits and, where a
+# translator or a dual stack exists, reach it: NAT64 (RFC 6052 well-known prefix) and
+# the deprecated IPv4-compatible form (RFC 4291, 2.5.5.1). Python counts both "global"
+# whatever IPv4 address they embed, so 64:ff9b::a00:1 would pass as 10.0.0.1.
+_IPV4_EMBEDDING = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+# RFC 8215 local-use NAT64 prefix: translated inside the operator's own network.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64:
+            return False
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and any(address in prefix for prefix in _IPV4_EMBEDDING):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            address = embedded
     return address.is_global and not address.is_multicast
 
 
