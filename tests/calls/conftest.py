@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from callmask.api.app import create_app
 from callmask.calls.engine import CallEngine
 from callmask.config import Settings
+from callmask.phone import region_of
 from callmask.store.database import Database
 from callmask.store.models import CallRecord
 from callmask.store.repositories import Actions, Numbers
@@ -38,6 +41,15 @@ class Node:
     tenant: Tenant
     trunk_port: int
     number_key: str
+    app: FastAPI
+
+    def api(self) -> httpx.AsyncClient:
+        """The node's REST API as the customer calls it (bare key, as Tata clients do)."""
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://callmask.test",
+            headers={"Authorization": self.tenant.api_key},
+        )
 
     @property
     def sip_port(self) -> int:
@@ -90,18 +102,21 @@ def node_settings(
 async def node(
     tmp_path: Path, sqlite_url: str, receiver: Receiver, request: pytest.FixtureRequest
 ) -> AsyncIterator[Node]:
-    overrides: dict[str, object] = getattr(request, "param", {})
+    overrides: dict[str, object] = dict(getattr(request, "param", {}))
+    did = str(overrides.pop("did", DID))
     trunk_port = free_udp_port()
     settings = node_settings(tmp_path, sqlite_url, trunk_port, **overrides)
     database = Database(sqlite_url)
     tenant = await create_tenant(database)
     async with database.session() as session:
-        number = await Numbers(session).add_to_inventory(DID, "CH", tenant.account_id)
+        number = await Numbers(session).add_to_inventory(did, region_of(did), tenant.account_id)
     app = create_app(settings, database=database, with_calls=True)
     async with app.router.lifespan_context(app):
         engine = app.state.services.calls
         assert isinstance(engine, CallEngine)
-        node = Node(settings, database, engine, receiver, tenant, trunk_port, number.number_key)
+        node = Node(
+            settings, database, engine, receiver, tenant, trunk_port, number.number_key, app
+        )
         await node.set_action()
         yield node
     await database.close()

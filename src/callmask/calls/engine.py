@@ -49,6 +49,7 @@ from callmask.calls.outcome import (
     new_public_call_id,
     store_record,
 )
+from callmask.calls.sdp import MaskedMedia
 from callmask.config import Settings
 from callmask.errors import InvalidInput
 from callmask.media.tts import TextToSpeech
@@ -99,7 +100,7 @@ class CallEngine:
         self.settings = settings
         self.database = database
         self.http = http
-        self.media = media
+        self.media: MediaRelay = MaskedMedia(media)
         self.media_counts = media_counts
         self.audio_dir = audio_dir
         self.webhooks = webhooks

@@ -26,6 +26,7 @@ from callmask.calls.base import (
 from callmask.calls.control import Announcement, ClickToCall
 from callmask.calls.legs import OutboundLeg
 from callmask.calls.outcome import CallStatus, CallSummary, status_for_code
+from callmask.calls.sdp import audio_endpoint
 from callmask.sip.message import Request, Response
 from callmask.sip.transaction import RequestReceived, ResponseReceived, TransactionTimedOut
 
@@ -106,6 +107,36 @@ class PlacedCall(CallBase, abc.ABC):
                     return False, (408 if leg.provisional_seen else None)
                 case RequestReceived(key=key, request=request):
                     self.answer_in_dialog(key, request)
+                case _:
+                    pass
+
+    async def reinvite(self, leg: OutboundLeg, sdp: str) -> str | None:
+        """Send ``leg`` a new offer (RFC 3261 14.1); its answer SDP, or None if refused."""
+        key = leg.request("INVITE", sdp=sdp.encode())
+        self.track(key)
+        deadline = self.loop_time + self.engine.settings.ring_timeout
+        while True:
+            event = await self.next_event(deadline - self.loop_time)
+            match event:
+                case None:
+                    return None
+                case HangupRequested(reason=reason):
+                    raise self.end(CallStatus.FAILED, reason, by="system")
+                case ResponseReceived(key=got, response=response) if got == key:
+                    if response.status < 200:
+                        continue
+                    if response.status >= 300:
+                        return None
+                    assert leg.dialog is not None
+                    ack = leg.dialog.create_request(
+                        "ACK", via=leg.local.via(leg.trunk.reliable), cseq=response.cseq[0]
+                    )
+                    self.engine.endpoint.send_ack(key, ack, leg.destination, leg.trunk.reliable)
+                    return sdp_text(response.body) or None
+                case TransactionTimedOut(key=got) if got == key:
+                    return None
+                case RequestReceived(key=request_key, request=request):
+                    self.answer_in_dialog(request_key, request)
                 case _:
                     pass
 
@@ -243,9 +274,12 @@ class ClickToCallFlow(PlacedCall):
             raise self.end(
                 status_for_code(code), f"customer did not answer ({code})", code=code, by="system"
             )
-        # Now the customer's real address replaces the placeholder on its side.
+        # Now the customer's real address replaces the placeholder on its side. The
+        # re-offer moves rtpengine's agent-facing port, so the agent is re-INVITEd to it.
         customer_sdp = sdp_text(self.answers[customer.call_id].body)
-        await media.offer(self.id, self.CUSTOMER_SIDE, customer_sdp)
+        agent_reoffer = await media.offer(self.id, self.CUSTOMER_SIDE, customer_sdp)
+        if audio_endpoint(agent_reoffer) != audio_endpoint(agent_offer):
+            agent_sdp = await self.reinvite(agent, agent_reoffer) or agent_sdp
         await media.answer(self.id, self.CUSTOMER_SIDE, agent_tag, agent_sdp)
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
