@@ -614,6 +614,7 @@ class _Run:
         transport: Literal["udp", "tcp"],
         variables: Mapping[str, str],
         extra_args: Sequence[str],
+        trace_messages: bool = True,
     ) -> None:
         command = ["sipp"]
         if remote is not None:
@@ -627,11 +628,12 @@ class _Run:
             "-mi", LOOPBACK, "-mp", str(media_port),
             "-ci", LOOPBACK, "-cp", str(free_udp_port()),
             "-nostdin",
-            "-trace_msg", "-message_file", str(self.message_file),
             "-trace_err", "-error_file", str(self.error_file),
             "-trace_stat", "-stf", str(self.stat_file), "-fd", "1",
             "-trace_screen", "-screen_file", str(self.screen_file),
         ]  # fmt: skip
+        if trace_messages:
+            command += ["-trace_msg", "-message_file", str(self.message_file)]
         command += _set_arguments(self.scenario, variables, transport)
         command += list(extra_args)
         self.command = command
@@ -735,7 +737,15 @@ class SippUas:
 
     Starts a UAS on 127.0.0.1:port, waits (at most 5 s) until it is listening, and on exit
     stops it if it still runs and collects ``result``. ``calls`` is SIPp's -m: the UAS exits
-    after that many calls (``wait`` waits for that); None keeps it answering until exit.
+    after that many calls (``wait`` waits for that); None keeps it answering until ``stop()``
+    or exit.
+
+    ``variables`` fill the scenario's ``-set`` variables (the rest get DEFAULT_VARIABLES).
+    ``media_port`` is what the scenario's SDP offers and where SIPp plays audio from (a free
+    even port when None; SIPp also binds port + 2). ``workdir``: keep SIPp's logs in a new
+    directory under it (e.g. pytest's tmp_path) instead of a temporary one removed after the
+    run. ``trace_messages=False`` skips -trace_msg for load runs (``messages`` is then empty).
+    Anything else goes in ``extra_args`` (e.g. ``["-lost", "5"]``, ``["-rtp_echo"]``).
     """
 
     def __init__(
@@ -749,6 +759,7 @@ class SippUas:
         media_port: int | None = None,
         transport: Literal["udp", "tcp"] = "udp",
         workdir: Path | None = None,
+        trace_messages: bool = True,
     ) -> None:
         self.port = port
         self.media_port = media_port if media_port is not None else free_media_port()
@@ -759,14 +770,19 @@ class SippUas:
         arguments = list(extra_args)
         if calls is not None:
             arguments = ["-m", str(calls), *arguments]
-        self._run.build(
-            remote=None,
-            local_port=port,
-            media_port=self.media_port,
-            transport=transport,
-            variables=dict(variables or {}),
-            extra_args=arguments,
-        )
+        try:
+            self._run.build(
+                remote=None,
+                local_port=port,
+                media_port=self.media_port,
+                transport=transport,
+                variables=dict(variables or {}),
+                extra_args=arguments,
+                trace_messages=trace_messages,
+            )
+        except BaseException:
+            self._run.cleanup()
+            raise
 
     @property
     def address(self) -> tuple[str, int]:
@@ -845,28 +861,32 @@ async def run_uac(
     media_port: int | None = None,
     transport: Literal["udp", "tcp"] = "udp",
     workdir: Path | None = None,
+    trace_messages: bool = True,
 ) -> SippResult:
     """Run SIPp as the calling carrier until it has placed and finished ``calls`` calls.
 
-    ``service`` is the Request-URI user (the DID, SIPp's -s), ``rate`` calls per second.
-    SIPp gets ``timeout_s`` as its global -timeout (with -timeout_error, so it exits 255 when
-    it hits it); if it is somehow still running 5 s later it is stopped and
+    ``service`` is the Request-URI user (the DID, SIPp's -s), ``rate`` calls per second,
+    ``local_port`` the SIP port it sends from (a free one when None). ``variables``,
+    ``media_port``, ``transport``, ``workdir``, ``trace_messages`` and ``extra_args`` as for
+    SippUas. SIPp gets ``timeout_s`` as its global -timeout (with -timeout_error, so it exits
+    255 when it hits it); if it is somehow still running 5 s later it is stopped and
     SippTimeoutError is raised.
     """
     run = _new_run(scenario, workdir, "uac")
-    run.build(
-        remote=target,
-        local_port=local_port if local_port is not None else free_udp_port(),
-        media_port=media_port if media_port is not None else free_media_port(),
-        transport=transport,
-        variables=dict(variables or {}),
-        extra_args=[
-            *("-s", service, "-m", str(calls), "-r", repr(float(rate))),
-            *("-timeout", f"{max(1, math.ceil(timeout_s))}s", "-timeout_error"),
-            *extra_args,
-        ],
-    )
     try:
+        run.build(
+            remote=target,
+            local_port=local_port if local_port is not None else free_udp_port(),
+            media_port=media_port if media_port is not None else free_media_port(),
+            transport=transport,
+            variables=dict(variables or {}),
+            extra_args=[
+                *("-s", service, "-m", str(calls), "-r", repr(float(rate))),
+                *("-timeout", f"{max(1, math.ceil(timeout_s))}s", "-timeout_error"),
+                *extra_args,
+            ],
+            trace_messages=trace_messages,
+        )
         process = await run.start()
         try:
             await asyncio.wait_for(process.wait(), timeout_s + _EXIT_GRACE_S)
@@ -933,6 +953,57 @@ def digest_response_valid(
     else:
         return False
     return params.get("response", "").lower() == expected
+
+
+# --------------------------------------------------------------------------- media paths
+
+
+@dataclass(frozen=True, slots=True)
+class AnchoredMedia:
+    """Where RTP should flow in a call between carrier sides A and B through a media relay
+    (rtpengine), from the SDP each SIPp saw: A offers ``a`` and is answered with
+    ``relay_for_a``; B is offered ``relay_for_b`` and answers ``b``. A relay sends to each side
+    from the address it gave that side (symmetric RTP), so the four legs are
+    a -> relay_for_a, relay_for_a -> a, b -> relay_for_b, relay_for_b -> b.
+    Without a relay (A and B talking directly) relay_for_a is b and relay_for_b is a.
+    """
+
+    a: tuple[str, int]
+    relay_for_a: tuple[str, int]
+    relay_for_b: tuple[str, int]
+    b: tuple[str, int]
+
+    def counts(self, capture: RtpCapture) -> dict[str, int]:
+        """Packets seen on each leg, and on a direct A-B path that bypasses the relay."""
+        return {
+            "a->relay": len(capture.between(self.a, self.relay_for_a)),
+            "relay->a": len(capture.between(self.relay_for_a, self.a)),
+            "b->relay": len(capture.between(self.b, self.relay_for_b)),
+            "relay->b": len(capture.between(self.relay_for_b, self.b)),
+            "a<->b direct": len(capture.between(self.a, self.b))
+            + len(capture.between(self.b, self.a)),
+        }
+
+
+def anchored_media(a: SippResult, b: SippResult) -> AnchoredMedia:
+    """The media addresses of a call from A's and B's traces (the first INVITE each side
+    handled, the 200 for it, or the 183 when no 200 carried SDP)."""
+
+    def first_sdp(messages: list[SipMessage], what: str) -> SdpAudio:
+        for message in messages:
+            audio = message.sdp_audio()
+            if audio is not None:
+                return audio
+        raise AssertionError(f"no SDP audio in {what}")
+
+    a_answers = [m for m in a.received(200) + a.received(183) if m.cseq_method == "INVITE"]
+    b_answers = [m for m in b.sent(200) + b.sent(183) if m.cseq_method == "INVITE"]
+    return AnchoredMedia(
+        a=first_sdp(a.sent("INVITE"), "the INVITE A sent").address,
+        relay_for_a=first_sdp(a_answers, "the answer A received").address,
+        relay_for_b=first_sdp(b.received("INVITE"), "the INVITE B received").address,
+        b=first_sdp(b_answers, "the answer B sent").address,
+    )
 
 
 # --------------------------------------------------------------------------- RTP capture
