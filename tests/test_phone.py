@@ -64,7 +64,13 @@ def test_numbers_are_shown_the_way_infobip_shows_them() -> None:
 
 @pytest.mark.parametrize(
     ("e164", "region"),
-    [("+41793026731", "CH"), ("+919876543210", "IN"), ("+12025550143", "US")],
+    [
+        ("+41793026731", "CH"),
+        ("+919876543210", "IN"),
+        ("+12025550143", "US"),
+        ("+80012345678", "ZZ"),  # universal freephone: no country
+        ("+8821600000000", "ZZ"),  # global services
+    ],
 )
 def test_a_did_is_filed_under_its_country(e164: str, region: str) -> None:
     assert region_of(e164) == region

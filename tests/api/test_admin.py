@@ -197,3 +197,22 @@ async def test_one_bad_number_adds_none(
     reply = await client.get("/admin/numbers", headers=OPERATOR)
     assert [n["number"] for n in reply.json()] == ["41793026739"]
     assert await count(database, Number) == 1
+
+
+async def test_the_operator_adds_a_non_geographic_did(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    # Universal freephone (+800) and global services (+882) have no country; they are
+    # filed under ZZ ("unknown region"), never phonenumbers' three-character "001".
+    reply = await client.post(
+        "/admin/numbers",
+        json={"numbers": ["+800 1234 5678", "+882 16 0000 0000"], "accountId": tenant.account_id},
+        headers=OPERATOR,
+    )
+    assert reply.status_code == 200, reply.text
+    assert [(n["number"], n["country"]) for n in reply.json()] == [
+        ("80012345678", "ZZ"),
+        ("8821600000000", "ZZ"),
+    ]
+    reply = await client.get("/numbers/1/numbers", headers=tenant.basic)
+    assert {n["country"] for n in reply.json()["numbers"]} == {"ZZ"}
