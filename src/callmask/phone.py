@@ -46,5 +46,11 @@ def digits(e164: str) -> str:
 
 
 def region_of(e164: str) -> str:
+    """ISO 3166 alpha-2 country of a number; "ZZ" (unknown region) when it has none.
+
+    Non-geographic numbers (+800 freephone, +882 global services...) come back from
+    phonenumbers as the three-character "001", which is no country and does not fit
+    the two-character country column.
+    """
     region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
-    return region or "ZZ"
+    return region if region and len(region) == 2 and region.isalpha() else "ZZ"
