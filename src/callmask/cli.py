@@ -72,7 +72,12 @@ def run() -> None:
     from callmask.node import serve
 
     settings = _settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if settings.log_level.upper() != "DEBUG":
+        # One line per HTTP request to a customer's server is noise at call rates.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     upgrade(settings.effective_database_url)
     try:
         serve(settings)

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     # Off only for tests that drive DeliveryWorker themselves.
     webhook_worker: bool = True
     admin_key: str | None = None
+    log_level: str = "INFO"
 
     # Uploads: the Infobip document caps audio files at 4 MB. The request body cap
     # leaves room for base64 (4/3) and the JSON around it.

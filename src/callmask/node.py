@@ -32,7 +32,7 @@ def serve(settings: Settings) -> None:
         create_app(settings, with_calls=True),
         host=settings.api_host,
         port=settings.api_port,
-        log_level="info",
+        log_level=settings.log_level.lower(),
         loop="none",
         lifespan="on",
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -68,6 +69,7 @@ class InboundCall(CallBase):
     def __init__(self, engine: CallEngine, a: InboundLeg, summary: CallSummary) -> None:
         super().__init__(engine, summary)
         self.a = a
+        self.received_at = time.perf_counter()
         self.b: OutboundLeg | None = None
         self.a_acked = False
         self.status_url: str | None = None
@@ -162,9 +164,11 @@ class InboundCall(CallBase):
         await self.engine.finish(self)
 
     async def _flow(self) -> None:
-        routed_at = self.loop_time
+        # perf_counter, not the loop clock: uvloop's loop.time() has millisecond steps,
+        # too coarse for a delay measured in fractions of a millisecond.
+        routed_at = time.perf_counter()
         decision = await self._route()
-        callback_s = self.loop_time - routed_at
+        callback_s = time.perf_counter() - routed_at
         self.summary.details["callback_ms"] = round(callback_s * 1000, 1)
         match decision:
             case DialNumbers():
@@ -218,7 +222,7 @@ class InboundCall(CallBase):
             self.summary.b_sip_call_id = b.call_id
             self.track(b.start())
             if "post_dial_delay_ms" not in self.summary.details:
-                delay_s = self.loop_time - self.summary.times.invited - callback_s
+                delay_s = time.perf_counter() - self.received_at - callback_s
                 self.summary.details["post_dial_delay_ms"] = round(delay_s * 1000, 3)
                 self.engine.observe_post_dial_delay(delay_s)
             answered, last_code = await self._ring(b)
