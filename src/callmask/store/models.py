@@ -154,7 +154,9 @@ class CallRecord(Base):
     answered_at: Mapped[dt.datetime | None]
     ended_at: Mapped[dt.datetime]
     duration_s: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16))  # answered | busy | no answer | failed | congestion
+    status: Mapped[str] = mapped_column(
+        String(16)
+    )  # answered | busy | no answer | failed | congestion
     sip_code: Mapped[int | None] = mapped_column(Integer)
     hangup_cause: Mapped[str] = mapped_column(String(200))
     hangup_by: Mapped[str | None] = mapped_column(String(16))  # caller | callee | system

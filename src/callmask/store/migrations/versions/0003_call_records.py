@@ -52,9 +52,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_call_records")),
         sa.UniqueConstraint("call_id", name=op.f("uq_call_records_call_id")),
     )
-    op.create_index(
-        "ix_call_records_account_invited", "call_records", ["account_id", "invited_at"]
-    )
+    op.create_index("ix_call_records_account_invited", "call_records", ["account_id", "invited_at"])
 
 
 def downgrade() -> None:
