@@ -183,7 +183,7 @@ async def test_one_bad_number_adds_none(
         ("the same number twice", {"numbers": ["+41793026731", "41793026731"]}, 409, "CONFLICT"),
         (
             "an unknown account",
-            {"numbers": ["+41793026731"], "accountId": "no-such-account"},
+            {"numbers": ["+41793026731"], "accountId": "0123456789abcdef"},
             404,
             "NOT_FOUND",
         ),

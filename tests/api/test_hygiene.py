@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -14,8 +15,8 @@ from callmask.api.app import create_app
 from callmask.config import Settings
 from callmask.store.database import Database
 from callmask.store.models import Action, AudioFile
-from tests.api.infobip import REFERENCE_DID, assert_error, count, owner_of, stock
-from tests.conftest import Tenant, create_tenant, make_settings
+from tests.api.infobip import REFERENCE_ACTION, REFERENCE_DID, assert_error, count, owner_of, stock
+from tests.conftest import ADMIN_KEY, Tenant, create_tenant, make_settings
 from tests.support.receiver import free_port, serve_app
 
 
@@ -219,3 +220,34 @@ async def test_a_real_server_answers_413_to_an_oversized_upload_while_it_streams
         assert await count(database, AudioFile) == 0
     finally:
         await database.close()
+
+
+async def test_a_key_that_cannot_name_anything_is_a_400_not_a_server_error(
+    client: httpx.AsyncClient, database: Database, tenant: Tenant, subtests: pytest.Subtests
+) -> None:
+    # PostgreSQL refuses NUL characters with an error of its own; such a key must be
+    # turned away before any query, on every route that takes a key.
+    [number_key] = await stock(database, REFERENCE_DID, account_id=tenant.account_id)
+    operator = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    for junk in ("%00abc", "abc%00", "a%20b", "x" * 65):
+        requests: list[tuple[str, str, Any, dict[str, str]]] = [
+            ("GET", f"/numbers/1/numbers/{junk}", None, tenant.basic),
+            ("DELETE", f"/numbers/1/numbers/{junk}", None, tenant.basic),
+            ("GET", f"/numbers/1/numbers/{junk}/actions", None, tenant.basic),
+            ("POST", f"/numbers/1/numbers/{junk}/actions", REFERENCE_ACTION, tenant.basic),
+            ("POST", f"/numbers/1/numbers/{junk}/action", REFERENCE_ACTION, tenant.basic),
+            ("DELETE", f"/numbers/1/numbers/{number_key}/actions/{junk}", None, tenant.basic),
+            ("GET", f"/numbers/1/files/{junk}", None, tenant.basic),
+            ("DELETE", f"/numbers/1/files/{junk}", None, tenant.basic),
+        ]
+        raw = unquote(junk)
+        requests += [
+            ("POST", "/numbers/1/numbers", {"numberKey": raw}, tenant.basic),
+            ("POST", "/admin/numbers", {"numbers": [REFERENCE_DID], "accountId": raw}, operator),
+        ]
+        for method, path, body, headers in requests:
+            with subtests.test(msg=f"{method} {path} {body}"):
+                reply = await client.request(method, path, json=body, headers=headers)
+                assert_error(reply, 400, "BAD_REQUEST")
+    assert await owner_of(database, number_key) == tenant.account_id
+    assert await count(database, Action) == 0
