@@ -33,7 +33,9 @@ class AccountOut(BaseModel):
 
 class InventoryIn(BaseModel):
     numbers: list[str] = Field(min_length=1, max_length=1000)
-    accountId: str | None = None
+    # Account ids are hex; checked before the lookup, which PostgreSQL would answer
+    # with an error for a NUL character.
+    accountId: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,32}$")
 
 
 class InventoryNumberOut(BaseModel):

@@ -11,7 +11,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from callmask.api.deps import CurrentAccount, ServicesDep, SessionDep
-from callmask.api.infobip.schemas import ActionIn, ActionListOut, ActionOut, ActionType
+from callmask.api.infobip.schemas import (
+    ActionIn,
+    ActionListOut,
+    ActionOut,
+    ActionType,
+    KeyPath,
+)
 from callmask.errors import InvalidInput
 from callmask.netguard import check_url
 from callmask.store.repositories import Actions
@@ -22,7 +28,7 @@ ACTION_TYPES = ", ".join(t.value for t in ActionType)
 
 
 async def _create(
-    number_key: str,
+    number_key: KeyPath,
     body: ActionIn,
     session: SessionDep,
     account: CurrentAccount,
@@ -61,7 +67,7 @@ router.add_api_route(
 
 @router.get("/actions")
 async def list_actions(
-    number_key: str, session: SessionDep, account: CurrentAccount
+    number_key: KeyPath, session: SessionDep, account: CurrentAccount
 ) -> ActionListOut:
     actions = await Actions(session).for_number(account.id, number_key)
     return ActionListOut(actions=[ActionOut.of(a) for a in actions])
@@ -69,7 +75,7 @@ async def list_actions(
 
 @router.delete("/actions/{action_key}", status_code=204, response_class=Response)
 async def delete_action(
-    number_key: str, action_key: str, session: SessionDep, account: CurrentAccount
+    number_key: KeyPath, action_key: KeyPath, session: SessionDep, account: CurrentAccount
 ) -> Response:
     await Actions(session).delete(account.id, number_key, action_key)
     return Response(status_code=204)

@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Response
 
 from callmask.api.deps import CurrentAccount, ServicesDep, SessionDep
-from callmask.api.infobip.schemas import FileIdOut, FileIn, FileListOut, FileOut
+from callmask.api.infobip.schemas import FileIdOut, FileIn, FileListOut, FileOut, KeyPath
 from callmask.errors import InvalidInput
 from callmask.media.audio import decode_base64_content, fetch_audio, inspect_mp3
 from callmask.netguard import check_url
@@ -64,13 +64,13 @@ async def list_files(session: SessionDep, account: CurrentAccount) -> FileListOu
 
 
 @router.get("/{file_id}")
-async def get_file(file_id: str, session: SessionDep, account: CurrentAccount) -> FileOut:
+async def get_file(file_id: KeyPath, session: SessionDep, account: CurrentAccount) -> FileOut:
     return FileOut.of(await AudioFiles(session).get(account.id, file_id))
 
 
 @router.delete("/{file_id}", status_code=204, response_class=Response)
 async def delete_file(
-    file_id: str, session: SessionDep, account: CurrentAccount, services: ServicesDep
+    file_id: KeyPath, session: SessionDep, account: CurrentAccount, services: ServicesDep
 ) -> Response:
     await AudioFiles(session).remove(account.id, file_id)
     # Commit first: if the row cannot be deleted, the file it points to must stay.

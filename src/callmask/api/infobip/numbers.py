@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from callmask.api.deps import CurrentAccount, SessionDep
-from callmask.api.infobip.schemas import NumberListOut, NumberOut, PurchaseNumberIn
+from callmask.api.infobip.schemas import KeyPath, NumberListOut, NumberOut, PurchaseNumberIn
 from callmask.errors import InvalidInput
 from callmask.store.repositories import Numbers
 
@@ -54,13 +54,15 @@ async def list_numbers(
 
 
 @router.get("/{number_key}")
-async def get_number(number_key: str, session: SessionDep, account: CurrentAccount) -> NumberOut:
+async def get_number(
+    number_key: KeyPath, session: SessionDep, account: CurrentAccount
+) -> NumberOut:
     return NumberOut.of(await Numbers(session).get_owned(account.id, number_key))
 
 
 @router.delete("/{number_key}")
 async def release_number(
-    number_key: str, session: SessionDep, account: CurrentAccount
+    number_key: KeyPath, session: SessionDep, account: CurrentAccount
 ) -> NumberOut:
     """Give the number back to the inventory; its masking action goes with it."""
     return NumberOut.of(await Numbers(session).release(account.id, number_key))

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
 
 from callmask.phone import digits
 from callmask.store.models import Action, AudioFile, Number
+
+# numberKey and actionKey are 32 hex characters, fileId a UUID. Whatever could not be
+# one is refused before any query: PostgreSQL answers a NUL character with an error of
+# its own (a 500), and a key of megabytes is no key.
+KEY_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+KeyPath = Annotated[str, Path(pattern=KEY_PATTERN)]
 
 
 class ActionType(StrEnum):
@@ -22,7 +30,7 @@ class ActionType(StrEnum):
 
 
 class PurchaseNumberIn(BaseModel):
-    numberKey: str | None = None
+    numberKey: str | None = Field(default=None, pattern=KEY_PATTERN)
 
 
 class NumberOut(BaseModel):
