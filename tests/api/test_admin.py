@@ -96,7 +96,7 @@ async def test_the_operator_creates_an_account_whose_key_works_at_once(
     assert created["apiKey"] not in reply.text  # shown once, at creation
 
 
-@pytest.mark.parametrize("name", ["", "x" * 201])
+@pytest.mark.parametrize("name", ["", "x" * 201, "a\x00b", "line\nbreak"])
 async def test_an_account_needs_a_sensible_name(
     client: httpx.AsyncClient, database: Database, name: str
 ) -> None:

@@ -16,7 +16,8 @@ router = APIRouter(prefix="/admin", tags=["operator"], dependencies=[AdminDep])
 
 
 class AccountIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    # No control characters: they are no use in a name, and PostgreSQL refuses NUL.
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
 class AccountCreatedOut(BaseModel):
