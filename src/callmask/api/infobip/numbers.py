@@ -23,7 +23,7 @@ async def available_numbers(
     session: SessionDep,
     _account: CurrentAccount,
     number: Annotated[str | None, Query(max_length=20, pattern=r"^\+?[0-9]*$")] = None,
-    country: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
     limit: Limit = 50,
     page: Page = 0,
 ) -> NumberListOut:
