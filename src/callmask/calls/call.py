@@ -292,8 +292,6 @@ class InboundCall(CallBase):
         if status < 200:
             if status == 100:
                 return None
-            if b.cancel_wanted:
-                b.cancel()
             if self.summary.times.ringing is None:
                 self.summary.times.ringing = self.loop_time
             if status == 183 and response.body:
@@ -610,8 +608,6 @@ class InboundCall(CallBase):
                     break
                 if isinstance(event, ResponseReceived) and event.key == b.key:
                     b.on_response(event.response)
-                    if b.cancel_wanted and not b.cancel_sent and event.response.status < 200:
-                        b.cancel()
                     if 200 <= event.response.status < 300:
                         b.request("BYE")
         if not self.a.final_sent:

@@ -20,6 +20,7 @@ from callmask.sip.message import (
     Request,
     Response,
     SipParseError,
+    make_cancel,
     make_response,
     new_branch,
     new_call_id,
@@ -309,26 +310,17 @@ class OutboundLeg:
         return dialog_destination(self.dialog, self.trunk.address, self.trunk.reliable)
 
     def cancel(self) -> None:
-        """CANCEL the INVITE (RFC 3261 9.1): only after a provisional response, so a
-        CANCEL asked for earlier is sent when the first one arrives."""
+        """CANCEL the INVITE (RFC 3261 9.1). The transaction layer holds the CANCEL
+        back until a provisional response has arrived, and drops it if a final one
+        comes first, so this may be called at any time."""
         assert self.invite is not None
         self.cancel_wanted = True
-        if self.cancel_sent or self.final_status is not None or not self.provisional_seen:
+        if self.cancel_sent or self.final_status is not None:
             return
         self.cancel_sent = True
-        headers = Headers(
-            [
-                ("Via", self.invite.headers.get("Via") or ""),
-                ("Max-Forwards", "70"),
-                ("From", self.invite.headers.get("From") or ""),
-                ("To", self.invite.headers.get("To") or ""),
-                ("Call-ID", self.call_id),
-                ("CSeq", f"{self.invite.cseq[0]} CANCEL"),
-                ("User-Agent", USER_AGENT),
-            ]
+        self.endpoint.send_request(
+            make_cancel(self.invite), self.trunk.address, self.trunk.reliable
         )
-        cancel = Request("CANCEL", self.invite.uri, headers)
-        self.endpoint.send_request(cancel, self.trunk.address, self.trunk.reliable)
 
     def request(self, method: str, *, sdp: bytes = b"") -> str:
         assert self.dialog is not None, "no dialog with the called party"

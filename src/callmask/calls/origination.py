@@ -96,8 +96,6 @@ class PlacedCall(CallBase, abc.ABC):
                     if status < 200:
                         if status > 100 and self.summary.times.ringing is None:
                             self.summary.times.ringing = self.loop_time
-                        if leg.cancel_wanted:
-                            leg.cancel()
                         continue
                     if status < 300:
                         self.answers[leg.call_id] = response
@@ -215,8 +213,6 @@ class PlacedCall(CallBase, abc.ABC):
                 pending = next((x for x in self.legs if x.key == event.key), None)
                 if pending is not None and pending.final_status is None:
                     pending.on_response(event.response)
-                    if pending.cancel_wanted and event.response.status < 200:
-                        pending.cancel()
                     if 200 <= event.response.status < 300:
                         pending.request("BYE")
         await self.delete_media()
