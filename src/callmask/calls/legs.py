@@ -80,7 +80,51 @@ def dialog_destination(dialog: Dialog, fallback: Address, reliable: bool) -> Add
     return fallback
 
 
-class InboundLeg:
+class Leg:
+    """What both kinds of leg do once a dialog exists: send in-dialog requests (BYE,
+    re-INVITE, UPDATE) and answer the ones the other side sends."""
+
+    endpoint: SipEndpoint
+    local: LocalAddress
+    contact: str
+    dialog: Dialog | None
+
+    @property
+    def reliable(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def destination(self) -> Address:
+        raise NotImplementedError
+
+    def request(self, method: str, *, sdp: bytes = b"") -> str:
+        """Send an in-dialog request; returns its transaction key."""
+        assert self.dialog is not None, "no dialog on this leg yet"
+        headers = [("Content-Type", SDP)] if sdp else []
+        headers.append(("User-Agent", USER_AGENT))
+        request = self.dialog.create_request(
+            method, via=self.local.via(self.reliable), headers=headers, body=sdp
+        )
+        return self.endpoint.send_request(request, self.destination, self.reliable)
+
+    def answer_request(
+        self,
+        key: str,
+        request: Request,
+        status: int,
+        *,
+        sdp: bytes = b"",
+        reason: str | None = None,
+    ) -> None:
+        headers: list[tuple[str, str]] = [("Server", USER_AGENT)]
+        if sdp:
+            headers += [("Content-Type", SDP), ("Contact", self.contact)]
+        self.endpoint.send_response(
+            key, make_response(request, status, reason, headers=headers, body=sdp)
+        )
+
+
+class InboundLeg(Leg):
     """The caller's side: answers the carrier's INVITE and owns the resulting dialog."""
 
     def __init__(
@@ -97,7 +141,7 @@ class InboundLeg:
         self.key = key
         self.invite = invite
         self.source = source
-        self.reliable = reliable
+        self._reliable = reliable
         self.local_tag = new_tag()
         self.contact = local.contact(reliable)
         self.dialog: Dialog | None = None
@@ -146,35 +190,17 @@ class InboundLeg:
             self.dialog = Dialog.as_uas(self.invite, self.local_tag, self.contact)
         self.endpoint.send_response(self.key, response)
 
-    def request(self, method: str, *, sdp: bytes = b"") -> str:
-        """Send an in-dialog request (BYE, re-INVITE...); returns the transaction key."""
-        assert self.dialog is not None, "no dialog with the caller yet"
-        headers = [("Content-Type", SDP)] if sdp else []
-        headers.append(("User-Agent", USER_AGENT))
-        request = self.dialog.create_request(
-            method, via=self.local.via(self.reliable), headers=headers, body=sdp
-        )
-        destination = dialog_destination(self.dialog, self.source, self.reliable)
-        return self.endpoint.send_request(request, destination, self.reliable)
+    @property
+    def reliable(self) -> bool:
+        return self._reliable
 
-    def answer_request(
-        self,
-        key: str,
-        request: Request,
-        status: int,
-        *,
-        sdp: bytes = b"",
-        reason: str | None = None,
-    ) -> None:
-        headers: list[tuple[str, str]] = [("Server", USER_AGENT)]
-        if sdp:
-            headers += [("Content-Type", SDP), ("Contact", self.contact)]
-        self.endpoint.send_response(
-            key, make_response(request, status, reason, headers=headers, body=sdp)
-        )
+    @property
+    def destination(self) -> Address:
+        assert self.dialog is not None
+        return dialog_destination(self.dialog, self.source, self.reliable)
 
 
-class OutboundLeg:
+class OutboundLeg(Leg):
     """A call callmask places to the trunk, with a fresh identity of its own."""
 
     def __init__(
@@ -304,6 +330,10 @@ class OutboundLeg:
             self.provisional_seen = self.provisional_seen or status < 200
 
     @property
+    def reliable(self) -> bool:
+        return self.trunk.reliable
+
+    @property
     def destination(self) -> Address:
         if self.dialog is None:
             return self.trunk.address
@@ -320,31 +350,6 @@ class OutboundLeg:
         self.cancel_sent = True
         self.endpoint.send_request(
             make_cancel(self.invite), self.trunk.address, self.trunk.reliable
-        )
-
-    def request(self, method: str, *, sdp: bytes = b"") -> str:
-        assert self.dialog is not None, "no dialog with the called party"
-        headers = [("Content-Type", SDP)] if sdp else []
-        headers.append(("User-Agent", USER_AGENT))
-        request = self.dialog.create_request(
-            method, via=self.local.via(self.trunk.reliable), headers=headers, body=sdp
-        )
-        return self.endpoint.send_request(request, self.destination, self.trunk.reliable)
-
-    def answer_request(
-        self,
-        key: str,
-        request: Request,
-        status: int,
-        *,
-        sdp: bytes = b"",
-        reason: str | None = None,
-    ) -> None:
-        headers: list[tuple[str, str]] = [("Server", USER_AGENT)]
-        if sdp:
-            headers += [("Content-Type", SDP), ("Contact", self.contact)]
-        self.endpoint.send_response(
-            key, make_response(request, status, reason, headers=headers, body=sdp)
         )
 
 
