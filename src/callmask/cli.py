@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from callmask.config import Settings
 from callmask.errors import CallmaskError
+from callmask.logs import configure as configure_logging
 from callmask.phone import digits, normalise, region_of
 from callmask.store.database import Database
 from callmask.store.migrate import upgrade
@@ -72,12 +73,7 @@ def run() -> None:
     from callmask.node import serve
 
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    if settings.log_level.upper() != "DEBUG":
-        # One line per HTTP request to a customer's server is noise at call rates.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(settings.log_level)
     upgrade(settings.effective_database_url)
     try:
         serve(settings)

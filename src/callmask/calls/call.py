@@ -146,6 +146,13 @@ class InboundCall(CallBase):
     # -- the flow ----------------------------------------------------------------
 
     async def run(self) -> None:
+        log.info(
+            "call started from=%s to=%s source=%s:%d sip_call_id=%s",
+            self.summary.caller,
+            self.a.invite.uri,
+            *self.a.source,
+            self.a.call_id,
+        )
         try:
             await self._flow()
         except CallEnded:
@@ -170,6 +177,7 @@ class InboundCall(CallBase):
         decision = await self._route()
         callback_s = time.perf_counter() - routed_at
         self.summary.details["callback_ms"] = round(callback_s * 1000, 1)
+        log.info("routed decision=%s callback_ms=%.1f", decision, callback_s * 1000)
         match decision:
             case DialNumbers():
                 await self._dial(decision, callback_s)
@@ -317,6 +325,7 @@ class InboundCall(CallBase):
             self.a.respond(200, "OK", sdp=sdp.encode())
             self.summary.times.answered = self.loop_time
             self.summary.status = CallStatus.ANSWERED
+            log.info("answered by=%s b_call_id=%s", b.number, b.call_id)
             return True, status
         return False, status
 

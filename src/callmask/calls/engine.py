@@ -10,6 +10,7 @@ without asking anyone; while shutting down, 503.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import ipaddress
 import logging
@@ -52,6 +53,7 @@ from callmask.calls.outcome import (
 from callmask.calls.sdp import MaskedMedia
 from callmask.config import Settings
 from callmask.errors import InvalidInput
+from callmask.logs import call_id_var
 from callmask.media.tts import TextToSpeech
 from callmask.phone import normalise
 from callmask.routing import infobip, tata
@@ -282,7 +284,12 @@ class CallEngine:
         assert self._group is not None
         self.by_public_id[call.summary.public_call_id] = call
         metrics.ACTIVE_CALLS.inc()
-        task = self._group.create_task(call.run(), name=f"call {call.summary.public_call_id}")
+        # Every log line written for this call carries its id (callmask.logs).
+        context = contextvars.copy_context()
+        context.run(call_id_var.set, call.summary.public_call_id)
+        task = self._group.create_task(
+            call.run(), name=f"call {call.summary.public_call_id}", context=context
+        )
         self._call_tasks.add(task)
         task.add_done_callback(self._call_tasks.discard)
 
@@ -367,6 +374,16 @@ class CallEngine:
         self.by_public_id.pop(summary.public_call_id, None)
         metrics.ACTIVE_CALLS.dec()
         metrics.CALLS_ENDED.labels(status=summary.status.value).inc()
+        log.info(
+            "call ended direction=%s service=%s status=%s code=%s by=%s talk_s=%d cause=%r",
+            summary.direction,
+            summary.service,
+            summary.status.value,
+            summary.sip_code,
+            summary.hangup_by,
+            summary.times.talk_seconds(),
+            summary.hangup_cause,
+        )
         if summary.account_id is None:
             return  # not one of our numbers: nobody to report to
         report = call.report()
