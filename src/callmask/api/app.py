@@ -24,7 +24,8 @@ from callmask.api.tata.routes import routers as tata_routers
 from callmask.config import Settings
 from callmask.media.audio import AudioStore
 from callmask.store.database import Database
-from callmask.webhooks.worker import DeliveryWorker
+from callmask.webhooks.transport import delivery_client
+from callmask.webhooks.worker import DEFAULT_CONCURRENCY, DeliveryWorker
 
 
 def create_app(
@@ -39,9 +40,12 @@ def create_app(
         db = database or Database(settings.effective_database_url)
         async with (
             httpx.AsyncClient(headers={"user-agent": "callmask"}) as http,
+            # Webhooks get their own client: its small per-lane pools keep the cost of
+            # 50 concurrent deliveries down (see webhooks/transport.py).
+            delivery_client(DEFAULT_CONCURRENCY) as webhook_http,
             asyncio.TaskGroup() as group,
         ):
-            worker = DeliveryWorker(db, http, allow_private=settings.webhook_allow_private)
+            worker = DeliveryWorker(db, webhook_http, allow_private=settings.webhook_allow_private)
             services = Services(
                 settings=settings,
                 database=db,
