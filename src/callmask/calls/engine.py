@@ -54,6 +54,7 @@ from callmask.calls.sdp import MaskedMedia
 from callmask.config import Settings
 from callmask.errors import InvalidInput
 from callmask.logs import call_id_var
+from callmask.media.rtpengine_process import ManagedRtpengine
 from callmask.media.tts import TextToSpeech
 from callmask.phone import normalise
 from callmask.routing import infobip, tata
@@ -107,6 +108,7 @@ class CallEngine:
         self.audio_dir = audio_dir
         self.webhooks = webhooks
         self.tts = TextToSpeech(settings.data_dir / "tts")
+        self.rtpengine_process: ManagedRtpengine | None = None  # when callmask runs it
         self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, self.on_event)
         self.local = LocalAddress(settings.sip_host, settings.sip_port)
         self.trunk: Trunk = parse_trunk(
@@ -404,6 +406,13 @@ class CallEngine:
             return
         if report is not None and self.webhooks is not None:
             self.webhooks.notify()
+
+    def media_lost(self) -> None:
+        """rtpengine died: every call anchored in it has lost its media for good, so
+        end them now (BYE both ways, CDR and report) rather than leave silent lines."""
+        for call in list(self.by_public_id.values()):
+            if call.media_started and not call.ended:
+                call.post(HangupRequested("media relay (rtpengine) stopped: call cut"))
 
     # -- CallControl (the API's view of live calls) ------------------------------
 

@@ -72,6 +72,9 @@ async def running_call_path(
         webhooks=webhooks,
         media_counts=packet_counts,
     )
+    engine.rtpengine_process = managed
+    if managed is not None:
+        managed.on_exit = engine.media_lost
     serving = group.create_task(engine.serve(), name="call engine")
     try:
         async with asyncio.timeout(ENGINE_START_TIMEOUT_S):

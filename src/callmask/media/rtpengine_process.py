@@ -31,7 +31,7 @@ import logging
 import signal
 import socket
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -101,6 +101,8 @@ class ManagedRtpengine:
         self.health_interval_s = health_interval_s
         self.extra_args = tuple(extra_args)
         self.restarts = 0
+        # Called when the child dies unexpectedly: its calls' media state died with it.
+        self.on_exit: Callable[[], None] | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._output_task: asyncio.Task[None] | None = None
         self._output_tail: deque[str] = deque(maxlen=_TAIL_LINES)
@@ -181,6 +183,8 @@ class ManagedRtpengine:
                     return
                 lived_s = loop.time() - self._started_at
                 self._healthy = False
+                if self.on_exit is not None:
+                    self.on_exit()
                 if lived_s > RESTART_BACKOFF_CAP_S:
                     backoff_s = RESTART_BACKOFF_INITIAL_S
                 logger.warning(
