@@ -5,14 +5,17 @@ record fields mapped from the CDR, tenant isolation, and bad filters answered 40
 from __future__ import annotations
 
 import datetime as dt
+import random
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
+from callmask.api.tata.records import parse_filter
 from callmask.store.database import Database
 from callmask.store.models import CallRecord
+from callmask.store.tata_repositories import CallRecords, RecordFilter
 from tests.conftest import Tenant
 from tests.tata.conftest import AGENT_E164, DID, assert_failure, cdr, tata
 
@@ -306,3 +309,94 @@ async def test_the_cdr_gets_its_total_duration_from_its_own_times(
         stored = await session.get(CallRecord, record.id)
         assert stored is not None
         assert stored.call_duration_s == 66
+
+
+DAY_EDGE_TIMES = ["00:00:00", "00:00:01", "09:30:00", "23:59:59"]
+
+
+def _matches(record: CallRecord, where: RecordFilter) -> bool:
+    """The filter, in Python, for the fields the daily counts know."""
+    invited = record.invited_at
+    if where.from_at is not None and invited < where.from_at:
+        return False
+    if where.to_at is not None and (
+        invited >= where.to_at if where.to_exclusive else invited > where.to_at
+    ):
+        return False
+    if where.direction is not None and record.direction != where.direction:
+        return False
+    if where.services and record.service not in where.services:
+        return False
+    return where.answered is None or (record.status == "answered") == where.answered
+
+
+async def test_counts_from_whole_days_and_edge_rows_equal_counting_every_row(
+    database: Database, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """Counts that add up the trigger-kept daily counts and count rows only at partial
+    days agree with the filter applied to every row, for ranges that start and end on
+    and off midnight, after CDRs are changed and deleted too."""
+    rng = random.Random(7)
+    written: list[CallRecord] = []
+    for n in range(240):
+        day = dt.date(2026, 11, 1) + dt.timedelta(days=rng.randrange(6))
+        at = (
+            f"{day} {rng.choice(DAY_EDGE_TIMES)}"
+            if n % 3
+            else f"{day} {rng.randrange(24):02d}:17:00"
+        )
+        written.append(
+            cdr(
+                tenant.account_id if n % 10 else other_tenant.account_id,
+                f"c{n}",
+                at,
+                rng.randrange(1, 90),
+                direction=rng.choice(("inbound", "outbound")),
+                service=rng.choice(("anonymize", "click_to_call", "broadcast")),
+                status=rng.choice(("answered", "answered", "busy", "no answer")),
+            )
+        )
+    async with database.session() as session:
+        session.add_all(written)
+
+    bounds = [None, *(f"2026-11-0{d} {t}" for d in (1, 2, 4, 7) for t in DAY_EDGE_TIMES)]
+
+    async def check(records: list[CallRecord], cases: int) -> None:
+        mine = [r for r in records if r.account_id == tenant.account_id]
+        async with database.session() as session:
+            repository = CallRecords(session)
+            for _ in range(cases):
+                from_date, to_date = rng.choice(bounds), rng.choice(bounds)
+                if from_date and to_date and from_date > to_date:
+                    from_date, to_date = to_date, from_date
+                where = parse_filter(
+                    region="IN",
+                    from_date=from_date if rng.random() < 0.8 else (from_date or "")[:10] or None,
+                    to_date=to_date if rng.random() < 0.8 else (to_date or "")[:10] or None,
+                    direction=rng.choice((None, "inbound", "outbound")),
+                    services=rng.choice((None, "Click to Call", "anonymize,Broadcast")),
+                    call_type=rng.choice((None, "c", "m")),
+                )
+                expected = sum(_matches(r, where) for r in mine)
+                assert await repository.count(tenant.account_id, where) == expected, where
+
+    # Stored values come back naive on SQLite; compare in UTC throughout.
+    for record in written:
+        record.invited_at = record.invited_at.replace(tzinfo=dt.UTC)
+    await check(written, 150)
+
+    changed = written[1:40]
+    async with database.session() as session:
+        for record in changed:
+            await session.execute(
+                update(CallRecord)
+                .where(CallRecord.id == record.id)
+                .values(status="busy", invited_at=record.invited_at + dt.timedelta(days=1))
+            )
+        await session.execute(
+            delete(CallRecord).where(CallRecord.id.in_([r.id for r in written[40:80]]))
+        )
+    for record in changed:
+        record.status = "busy"
+        record.invited_at += dt.timedelta(days=1)
+    await check(written[:40] + written[80:], 100)

@@ -12,6 +12,8 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -381,3 +383,24 @@ Index(
     CallRecord.invited_at,
 )
 Index("ix_call_records_account_ivr", CallRecord.account_id, CallRecord.ivr, CallRecord.invited_at)
+
+
+class CallRecordDailyCount(Base):
+    """How many CDRs an account has per UTC day, direction, service and answered or not.
+
+    Kept exact by database triggers on ``call_records`` (migration 0004), so every writer
+    of CDRs maintains it, bulk loads included. ``/v1/call/records`` sums it for whole
+    days instead of counting up to a year of rows for each page; only the partial days
+    at the edges of a date range are counted row by row.
+    """
+
+    __tablename__ = "call_record_daily_counts"
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    direction: Mapped[str] = mapped_column(String(16), primary_key=True)
+    service: Mapped[str] = mapped_column(String(32), primary_key=True)
+    answered: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)

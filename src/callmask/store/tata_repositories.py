@@ -14,7 +14,7 @@ import enum
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +24,7 @@ from callmask.errors import Conflict, NotFound
 from callmask.store.models import (
     AccountSettings,
     CallRecord,
+    CallRecordDailyCount,
     Number,
     TataAgent,
     TataBroadcastKey,
@@ -384,26 +385,106 @@ def record_conditions(account_id: str, where: RecordFilter) -> list[ColumnElemen
     return conditions
 
 
+def _start_of_day(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _whole_days(
+    start: dt.datetime | None, end: dt.datetime | None
+) -> tuple[dt.datetime | None, dt.datetime | None] | None:
+    """The whole UTC days inside ``[start, end)`` as ``[first, stop)`` midnights (None:
+    unbounded on that side), or None when the range holds no whole day."""
+    first = None
+    if start is not None:
+        first = _start_of_day(start)
+        if first < start:
+            first += dt.timedelta(days=1)
+    stop = None if end is None else _start_of_day(end)
+    if first is not None and stop is not None and first >= stop:
+        return None
+    return first, stop
+
+
+def countable_by_day(where: RecordFilter) -> bool:
+    """Whether the daily counts can answer this filter: they know day, direction,
+    service and answered, nothing else."""
+    return not (
+        where.call_id
+        or where.agent_ids
+        or where.departments
+        or where.ivrs
+        or where.client_numbers
+        or where.destinations
+        or where.duration_s is not None
+    )
+
+
 class CallRecords:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def _count_rows(self, account_id: str, where: RecordFilter) -> int:
+        query = select(func.count()).select_from(CallRecord)
+        return int(
+            await self.session.scalar(query.where(*record_conditions(account_id, where))) or 0
+        )
+
+    async def _count_days(
+        self, account_id: str, where: RecordFilter, first: dt.date | None, stop: dt.date | None
+    ) -> int:
+        counts = CallRecordDailyCount
+        conditions: list[ColumnElement[bool]] = [counts.account_id == account_id]
+        if first is not None:
+            conditions.append(counts.day >= first)
+        if stop is not None:
+            conditions.append(counts.day < stop)
+        if where.direction is not None:
+            conditions.append(counts.direction == where.direction)
+        if where.services:
+            conditions.append(counts.service.in_(where.services))
+        if where.answered is not None:
+            conditions.append(counts.answered.is_(where.answered))
+        query = select(func.coalesce(func.sum(counts.calls), 0)).where(*conditions)
+        return int(await self.session.scalar(query) or 0)
+
+    async def count(self, account_id: str, where: RecordFilter) -> int:
+        """How many of the account's records match. Selective filters (call id, numbers,
+        agents...) count rows through their indexes; filters the daily counts know add
+        up whole days from there and count rows only in the partial days at the edges."""
+        if not countable_by_day(where):
+            return await self._count_rows(account_id, where)
+        start = where.from_at
+        end = where.to_at
+        if end is not None and not where.to_exclusive:
+            end += dt.timedelta(microseconds=1)  # the same range, half-open
+        days = _whole_days(start, end)
+        if days is None:
+            return await self._count_rows(account_id, where)
+        first, stop = days
+        total = await self._count_days(
+            account_id,
+            where,
+            None if first is None else first.date(),
+            None if stop is None else stop.date(),
+        )
+        if start is not None and first is not None and start < first:
+            edge = replace(where, from_at=start, to_at=first, to_exclusive=True)
+            total += await self._count_rows(account_id, edge)
+        if end is not None and stop is not None and stop < end:
+            edge = replace(where, from_at=stop, to_at=end, to_exclusive=True)
+            total += await self._count_rows(account_id, edge)
+        return total
 
     async def page(
         self, account_id: str, where: RecordFilter, *, limit: int, offset: int
     ) -> tuple[Sequence[CallRecord], int]:
         """One page of the account's records, newest first, and how many match."""
-        conditions = record_conditions(account_id, where)
-        total = int(
-            await self.session.scalar(
-                select(func.count()).select_from(CallRecord).where(*conditions)
-            )
-            or 0
-        )
+        total = await self.count(account_id, where)
         if total <= offset:
             return [], total
         query = (
             select(CallRecord)
-            .where(*conditions)
+            .where(*record_conditions(account_id, where))
             .order_by(CallRecord.invited_at.desc(), CallRecord.id.desc())
             .limit(limit)
             .offset(offset)
