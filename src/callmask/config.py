@@ -9,6 +9,7 @@ directory, the files directory) is derived here, once, so no module guesses a pa
 from __future__ import annotations
 
 import ipaddress
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     webhook_worker: bool = True
     admin_key: str | None = None
     log_level: str = "INFO"
+    # Names this node's calls in the store, so a restarted node closes only the calls it
+    # left open itself. Several nodes sharing one PostgreSQL need distinct ids.
+    node_id: str | None = None
 
     # Uploads: the Infobip document caps audio files at 4 MB. The request body cap
     # leaves room for base64 (4/3) and the JSON around it.
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'callmask.db'}"
+
+    @property
+    def effective_node_id(self) -> str:
+        return self.node_id or f"{socket.gethostname()}:{self.sip_port}"
 
     @property
     def files_dir(self) -> Path:

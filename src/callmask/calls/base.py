@@ -92,6 +92,7 @@ class CallBase:
         self.sip_call_ids: set[str] = set()
         self.media_started = False
         self.ended = False
+        self.opened = False  # noted in open_calls (see calls/recovery.py)
 
     async def run(self) -> None:
         """The whole life of the call; always ends with ``engine.finish(self)``."""

@@ -30,7 +30,6 @@ from callmask.calls.base import (
 )
 from callmask.calls.legs import InboundLeg, OutboundLeg
 from callmask.calls.outcome import CallStatus, CallSummary, status_for_code
-from callmask.routing import infobip
 from callmask.routing.decisions import (
     Decision,
     DialNumbers,
@@ -122,26 +121,13 @@ class InboundCall(CallBase):
                 pass
 
     def report(self) -> Report | None:
-        summary = self.summary
         if self.action_type == "ANONYMIZE":
-            if not self.webhook_url:
-                return None
-            return Report(self.webhook_url, "call.details", self.engine.call_details(summary))
-        if not self.status_url:
+            url, event_type = self.webhook_url, "call.details"
+        else:
+            url, event_type = self.status_url, "call.status"
+        if not url:
             return None
-        return Report(
-            self.status_url,
-            "call.status",
-            infobip.status_report(
-                command=summary.command,
-                caller=summary.caller,
-                did=summary.did or "",
-                transfer_to=summary.callee,
-                duration_s=summary.times.talk_seconds(),
-                status=summary.status.value,
-                file_id=summary.file_id,
-            ),
-        )
+        return Report(url, event_type, self.engine.payload_for(event_type, self.summary))
 
     # -- the flow ----------------------------------------------------------------
 
@@ -229,6 +215,7 @@ class InboundCall(CallBase):
             self.summary.callee = number
             self.summary.b_sip_call_id = b.call_id
             self.track(b.start())
+            await self.engine.opened(self)
             if "post_dial_delay_ms" not in self.summary.details:
                 delay_s = time.perf_counter() - self.received_at - callback_s
                 self.summary.details["post_dial_delay_ms"] = round(delay_s * 1000, 3)
@@ -326,6 +313,7 @@ class InboundCall(CallBase):
             self.summary.times.answered = self.loop_time
             self.summary.status = CallStatus.ANSWERED
             log.info("answered by=%s b_call_id=%s", b.number, b.call_id)
+            await self.engine.answered(self)
             return True, status
         return False, status
 
@@ -568,6 +556,8 @@ class InboundCall(CallBase):
         self.a.respond(200, "OK", sdp=sdp.encode())
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
+        await self.engine.opened(self)
+        await self.engine.answered(self)
         try:
             duration_ms = await self.engine.media.play_media(self.id, self.a.media_tag, str(path))
         except Exception as exc:

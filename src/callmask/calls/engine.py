@@ -22,7 +22,7 @@ from typing import Protocol
 
 import httpx
 
-from callmask.calls import metrics
+from callmask.calls import metrics, recovery
 from callmask.calls.base import (
     CallBase,
     CancelReceived,
@@ -108,6 +108,7 @@ class CallEngine:
         self.audio_dir = audio_dir
         self.webhooks = webhooks
         self.tts = TextToSpeech(settings.data_dir / "tts")
+        self.node_id = settings.effective_node_id
         self.rtpengine_process: ManagedRtpengine | None = None  # when callmask runs it
         self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, self.on_event)
         self.local = LocalAddress(settings.sip_host, settings.sip_port)
@@ -128,14 +129,20 @@ class CallEngine:
     async def serve(self) -> None:
         """Run until ``stop()``: SIP up, calls in a TaskGroup, then a clean shutdown."""
         self.trunk = await self._resolve_trunk(self.trunk)
+        closed = await recovery.close_orphans(self.database, self.node_id, self.payload_for)
+        if closed and self.webhooks is not None:
+            self.webhooks.notify()
+        await recovery.heartbeat(self.database, self.node_id)
         await self.endpoint.start()
         self.local = LocalAddress(self.settings.sip_host, self.endpoint.port)
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
+                heartbeat = group.create_task(self._heartbeat(), name="node heartbeat")
                 self.ready.set()
                 await self._stop.wait()
                 await self._end_all_calls()
+                heartbeat.cancel()
         finally:
             self._group = None
             await self.endpoint.close()
@@ -392,6 +399,8 @@ class CallEngine:
         try:
             async with self.database.session() as session:
                 await store_record(session, summary)
+                if call.opened:
+                    await recovery.forget(session, summary.record_id)
                 if report is not None:
                     await enqueue(
                         session,
@@ -406,6 +415,37 @@ class CallEngine:
             return
         if report is not None and self.webhooks is not None:
             self.webhooks.notify()
+
+    async def opened(self, call: CallBase) -> None:
+        """Note the call in the store so a restart after a crash can close it."""
+        if call.opened or call.summary.account_id is None:
+            return
+        call.opened = True
+        try:
+            async with self.database.session() as session:
+                await recovery.open_call(session, self.node_id, call.summary, call.report())
+        except Exception:
+            log.exception("could not note call %s as open", call.summary.public_call_id)
+
+    async def answered(self, call: CallBase) -> None:
+        if not call.opened:
+            return
+        answered_at = call.summary.utc(call.summary.times.answered)
+        if answered_at is None:
+            return
+        try:
+            async with self.database.session() as session:
+                await recovery.mark_answered(session, call.summary.record_id, answered_at)
+        except Exception:
+            log.exception("could not note call %s as answered", call.summary.public_call_id)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await recovery.heartbeat(self.database, self.node_id)
+            except Exception:
+                log.exception("node heartbeat failed")
+            await asyncio.sleep(recovery.HEARTBEAT_INTERVAL_S)
 
     def media_lost(self) -> None:
         """rtpengine died: every call anchored in it has lost its media for good, so
@@ -498,6 +538,21 @@ class CallEngine:
         async with self.database.session() as session:
             settings = await session.get(AccountSettings, account_id)
         return settings.webhook_url if settings is not None else None
+
+    def payload_for(self, event_type: str, summary: CallSummary) -> dict[str, object]:
+        """The body of the report a call's end causes: Infobip's status report or Tata's
+        call details."""
+        if event_type == "call.status":
+            return infobip.status_report(
+                command=summary.command,
+                caller=summary.caller,
+                did=summary.did or "",
+                transfer_to=summary.callee,
+                duration_s=summary.times.talk_seconds(),
+                status=summary.status.value,
+                file_id=summary.file_id,
+            )
+        return self.call_details(summary)
 
     def call_details(self, summary: CallSummary) -> dict[str, object]:
         """The Tata-dialect call details sent to the account's webhook."""

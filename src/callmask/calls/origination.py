@@ -175,6 +175,7 @@ class PlacedCall(CallBase, abc.ABC):
                     pass
 
     async def run(self) -> None:
+        await self.engine.opened(self)
         try:
             await self.flow()
         except CallEnded:
@@ -220,7 +221,9 @@ class PlacedCall(CallBase, abc.ABC):
     def report(self) -> Report | None:
         if not self.webhook_url:
             return None
-        return Report(self.webhook_url, "call.details", self.engine.call_details(self.summary))
+        return Report(
+            self.webhook_url, "call.details", self.engine.payload_for("call.details", self.summary)
+        )
 
 
 class ClickToCallFlow(PlacedCall):
@@ -279,6 +282,7 @@ class ClickToCallFlow(PlacedCall):
         await media.answer(self.id, self.CUSTOMER_SIDE, agent_tag, agent_sdp)
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
+        await self.engine.answered(self)
         cause = await self.hold(limit_at)
         raise self.end(CallStatus.ANSWERED, cause, code=200, by="system")
 
@@ -319,6 +323,7 @@ class AnnouncementFlow(PlacedCall):
         )
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
+        await self.engine.answered(self)
         duration_ms = await media.play_media(self.id, customer_tag, str(self.audio))
         self.summary.details["audio_ms"] = duration_ms
         cause = await self.hold(self.loop_time + duration_ms / 1000)

@@ -57,6 +57,7 @@ async def running_call_path(
             port_min=settings.rtpengine_port_min,
             port_max=settings.rtpengine_port_max,
             log_path=settings.data_dir / "rtpengine.log",
+            pid_path=settings.data_dir / "rtpengine.pid",
         )
         await managed.start()
         group.create_task(managed.supervise(), name="rtpengine supervisor")

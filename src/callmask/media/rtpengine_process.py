@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 from collections import deque
@@ -76,6 +77,7 @@ class ManagedRtpengine:
         port_min: int,
         port_max: int,
         log_path: Path | None = None,
+        pid_path: Path | None = None,
         log_level: int = 5,
         start_timeout_s: float = 10.0,
         stop_timeout_s: float = 5.0,
@@ -95,6 +97,9 @@ class ManagedRtpengine:
         self.port_min = port_min
         self.port_max = port_max
         self.log_path = log_path
+        # Where the child's pid is kept, so that after callmask itself was killed (and
+        # its child, in a session of its own, lived on) the next start can end it.
+        self.pid_path = pid_path
         self.log_level = log_level
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -164,6 +169,8 @@ class ManagedRtpengine:
             process = self._process
             if process is not None:
                 await self._terminate(process)
+                if self.pid_path is not None:
+                    self.pid_path.unlink(missing_ok=True)
             self._healthy = False
             self._close_log()
 
@@ -253,6 +260,7 @@ class ManagedRtpengine:
         async with self._spawn_lock:
             if self._stopping.is_set():
                 raise RtpengineStartError("stop() was called")
+            await self._end_leftover()
             self._check_ng_port_free()
             self._output_tail.clear()
             self._open_log()
@@ -267,6 +275,8 @@ class ManagedRtpengine:
             except OSError as exc:
                 raise RtpengineStartError(f"cannot run {self.binary!r}: {exc}") from exc
             self._process = process
+            if self.pid_path is not None:
+                self.pid_path.write_text(f"{process.pid}\n")
             self._started_at = asyncio.get_running_loop().time()
             assert process.stdout is not None
             self._output_task = asyncio.create_task(self._read_output(process.stdout))
@@ -356,6 +366,40 @@ class ManagedRtpengine:
                 self._log_file.write(raw if raw.endswith(b"\n") else raw + b"\n")
                 self._log_file.flush()
             logger.log(_level_of(line), "rtpengine: %s", line)
+
+    def _leftover_pid(self) -> int | None:
+        """The pid in our pid file if it is still an rtpengine on our ng port (a pid can
+        be reused by anything once its process is gone)."""
+        if self.pid_path is None or not self.pid_path.exists():
+            return None
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            cmdline = []
+        ours = f"--listen-ng={NG_HOST}:{self.ng_port}".encode()
+        if ours in cmdline and cmdline[0].endswith(b"rtpengine"):
+            return pid
+        self.pid_path.unlink(missing_ok=True)
+        return None
+
+    async def _end_leftover(self) -> None:
+        """End the rtpengine a killed callmask left running on our ng port, if any: it
+        holds the port, and the media state of calls that are gone anyway."""
+        pid = self._leftover_pid()
+        if pid is None:
+            return
+        logger.warning("ending rtpengine pid %d left over from a previous run", pid)
+        for sig, wait_s in ((signal.SIGTERM, self.stop_timeout_s), (signal.SIGKILL, 1.0)):
+            try:
+                os.kill(pid, sig)
+                for _ in range(max(1, int(wait_s / 0.05))):
+                    await asyncio.sleep(0.05)
+                    os.kill(pid, 0)  # raises once the process is gone
+            except ProcessLookupError:
+                break
+        if self.pid_path is not None:
+            self.pid_path.unlink(missing_ok=True)
 
     def _check_ng_port_free(self) -> None:
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

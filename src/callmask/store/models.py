@@ -404,3 +404,30 @@ class CallRecordDailyCount(Base):
     service: Mapped[str] = mapped_column(String(32), primary_key=True)
     answered: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     calls: Mapped[int] = mapped_column(Integer)
+
+
+# -- Calls in progress (migration 0005) -------------------------------------------------
+# So that a node killed with calls up can close them when it starts again: their CDRs
+# and reports are written then, with the node's last heartbeat as the end time.
+
+
+class OpenCall(Base):
+    """A call in progress on ``node_id``: what its CDR and report need if the node dies.
+    Deleted in the transaction that writes the call's CDR."""
+
+    __tablename__ = "open_calls"
+
+    record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(128), index=True)
+    snapshot: Mapped[str] = mapped_column(Text)  # JSON: the call summary and its report
+    answered_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class NodeHeartbeat(Base):
+    """When each node last said it was alive (every few seconds while it runs)."""
+
+    __tablename__ = "node_heartbeats"
+
+    node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    heartbeat_at: Mapped[dt.datetime]
