@@ -178,8 +178,9 @@ def webhooks_list(
 
 @webhooks_app.command("retry")
 def webhooks_retry(event_id: str) -> None:
-    """Send a delivery again now, whatever its status (a running node picks it up
-    within its poll interval)."""
+    """Send a delivery again now, whatever its status.
+
+    A running node picks it up within its poll interval (1 s)."""
 
     async def work(database: Database, _settings: Settings) -> str:
         async with database.session() as session:

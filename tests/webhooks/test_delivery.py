@@ -440,3 +440,26 @@ async def test_a_claim_knows_which_events_hold_back_a_later_one_of_their_call(
         alone: False,
         unordered: False,
     }
+
+
+async def test_a_store_outage_after_sending_neither_stops_the_worker_nor_resends(
+    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+) -> None:
+    """The receiver got the event but its attempt cannot be written (here: the table
+    is gone for a moment). The result waits in memory; nothing is sent twice."""
+    event_id = await enqueue_one(database, tenant, receiver.url("/once"))
+    async with database.engine.begin() as conn:
+        await conn.exec_driver_sql("ALTER TABLE webhook_attempts RENAME TO webhook_attempts_away")
+    worker = make_worker(database, http, lease_s=30)
+    async with running(worker):
+        worker.notify()
+        await receiver.wait_for("/once")
+        await asyncio.sleep(0.6)  # a few failing store rounds (poll interval 0.2 s)
+        assert (await event_row(database, event_id)).status == "pending"
+        async with database.engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "ALTER TABLE webhook_attempts_away RENAME TO webhook_attempts"
+            )
+        await wait_until(status_is(database, event_id, "delivered"))
+    assert len(receiver.on("/once")) == 1
+    assert [a.outcome for a in await attempt_rows(database, event_id)] == ["delivered"]

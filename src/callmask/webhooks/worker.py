@@ -267,7 +267,15 @@ class DeliveryWorker:
         try:
             async with asyncio.TaskGroup() as tasks:
                 while True:
-                    if not await self._round(tasks):
+                    try:
+                        busy = await self._round(tasks)
+                    except Exception:
+                        # A bug must not end delivery (nor, through the lifespan's task
+                        # group, the node); the leases keep the events safe meanwhile.
+                        log.exception("webhook worker round failed")
+                        await self._sleep(self.poll_interval_s)
+                        continue
+                    if not busy:
                         await self._sleep(self._idle_timeout_s())
         finally:
             await self._shutdown()
@@ -317,8 +325,9 @@ class DeliveryWorker:
         self._claim_requested = False
         try:
             claimed = await self._store_and_claim(finished, wanted)
-        except (SQLAlchemyError, OSError):
-            # Keep the results for the next round; the leases protect the events.
+        except Exception:
+            # The store is away or refused: keep the results for the next round; the
+            # leases protect the events meanwhile.
             log.exception("webhook store round failed; trying again in %s s", self.poll_interval_s)
             self._finished[:0] = finished
             self._claim_requested = self._claim_requested or claim
