@@ -40,9 +40,11 @@ class Settings(BaseSettings):
     rtpengine: str = "managed"
     # The managed rtpengine's control and media ports stay clear of Debian's packaged
     # rtpengine service (ng 2223, media 30000-40000), which may run on the same host.
-    rtpengine_ng_port: int = Field(default=22222, ge=1024, le=65535)
-    rtpengine_port_min: int = Field(default=23000, ge=1024, le=65535)
-    rtpengine_port_max: int = Field(default=23999, ge=1024, le=65535)
+    # A call takes four media ports (RTP and RTCP on each side): 10,000 ports carry
+    # 2,500 calls at once.
+    rtpengine_ng_port: int = Field(default=19222, ge=1024, le=65535)
+    rtpengine_port_min: int = Field(default=20000, ge=1024, le=65535)
+    rtpengine_port_max: int = Field(default=29999, ge=1024, le=65535)
 
     default_region: str | None = None
     callback_timeout: float = Field(default=5.0, gt=0, le=60)
