@@ -281,6 +281,7 @@ async def test_another_accounts_records_are_never_listed(
         ({"agents": "a,b"}, ["agents must be agent ids"]),
         ({"agents": ",".join(str(i) for i in range(60))}, ["at most 50"]),
         ({"from_date": "2" * 101}, ["from_date"]),
+        ({"call_id": "r1" + "0" * 39}, ["call_id is longer than 40"]),
     ],
 )
 async def test_a_bad_filter_gets_a_400_never_a_500(

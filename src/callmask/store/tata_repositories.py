@@ -193,8 +193,8 @@ class LeadLists:
     async def delete(self, account_id: str, lead_list_id: str) -> None:
         """Delete a list with its leads and the broadcast keys bound to it."""
         lead_list = await self.get(account_id, lead_list_id)
-        # Explicit deletes: SQLite only cascades when foreign keys are on, and the
-        # keys must go even on a connection where they are not.
+        # Explicit deletes rather than relying on ON DELETE CASCADE, which SQLite
+        # honours only on connections that switched foreign keys on.
         await self.session.execute(
             delete(TataBroadcastKey).where(TataBroadcastKey.lead_list_id == lead_list.id)
         )

@@ -131,6 +131,7 @@ async def click_to_call(
         body.call_timeout, "call_timeout", minimum=1, maximum=MAX_CALL_TIMEOUT_S
     )
     custom_identifier = text_field(body.custom_identifier, "custom_identifier")
+    # ClickToCall carries the agent's number only; the engine can find the agent by it.
     _agent, agent_number = await _agent_or_number(
         Agents(session), account.id, agent_reference, region
     )

@@ -47,6 +47,7 @@ router = APIRouter(prefix="/v1", tags=["tata: call records"])
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 MAX_LIST_ITEMS = 50  # values in one list filter (agents, services...)
+MAX_CALL_ID_LENGTH = 40  # call_records.call_id
 
 # The reference's allowed set; equality is what a duration without operator means.
 OPERATORS = {o.value: o for o in DurationOperator if o is not DurationOperator.EQ}
@@ -102,6 +103,13 @@ def _items(*raws: str | list[str] | None, field: str) -> tuple[str, ...]:
     if len(values) > MAX_LIST_ITEMS:
         raise InvalidInput(f"{field} takes at most {MAX_LIST_ITEMS} values")
     return tuple(dict.fromkeys(values))
+
+
+def _call_id(raw: str | None) -> str | None:
+    text = (raw or "").strip()
+    if len(text) > MAX_CALL_ID_LENGTH:
+        raise InvalidInput(f"call_id is longer than {MAX_CALL_ID_LENGTH} characters")
+    return text or None
 
 
 def _positive(raw: str | None, field: str, default: int) -> int:
@@ -189,7 +197,7 @@ def parse_filter(
         from_at=from_at,
         to_at=to_at,
         to_exclusive=to_exclusive,
-        call_id=(call_id or "").strip()[:40] or None,
+        call_id=_call_id(call_id),
         agent_ids=tuple(agent_ids),
         departments=departments,
         ivrs=ivrs,

@@ -165,7 +165,7 @@ class AgentOut(BaseModel):
     timegroup_id: int | None = None
     failover_destination: str | None = None
     failover_destination_name: str | None = None
-    is_verified: int = 1
+    is_verified: int = 1  # callmask does not verify follow-me numbers: usable at once
     departments: list[str] = []
     allowed_caller_ids: list[CallerIdOut]
     agent_cdr: bool = False
