@@ -33,6 +33,7 @@ class ClickToCall:
     call_timeout_s: int | None
     custom_identifier: str | None
     webhook_url: str | None
+    agent_id: int | None = None  # when agent_number named one of the account's agents
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class Announcement:
     caller_id: str  # E.164
     text: str  # what is spoken (e.g. "Your OTP is 1 2 3 4 5 6. ...")
     webhook_url: str | None
+    broadcast_id: str | None = None  # the broadcast key that asked for the call
 
 
 class CallControl(Protocol):

@@ -500,6 +500,7 @@ class CallEngine:
         summary.did = request.caller_id
         summary.caller_id_shown = request.caller_id
         summary.custom_identifier = request.custom_identifier
+        summary.agent_id = request.agent_id
         summary.command = "click_to_call"
         flow = ClickToCallFlow(self, summary, request)
         self._start(flow)
@@ -515,6 +516,7 @@ class CallEngine:
         )
         summary.did = request.caller_id
         summary.caller_id_shown = request.caller_id
+        summary.broadcast_id = request.broadcast_id
         summary.command = "announcement"
         self._start(AnnouncementFlow(self, summary, request, audio))
         return summary.public_call_id

@@ -145,6 +145,7 @@ async def call_with_otp(
             caller_id=caller_id,
             text=announcement_text(key.template, lead.otp),
             webhook_url=await AccountWebhooks(session).get(account.id),
+            broadcast_id=key.id,
         )
     )
     return CallQueuedOut(message="Originate successfully queued", call_id=call_id)

@@ -132,7 +132,7 @@ async def click_to_call(
     )
     custom_identifier = text_field(body.custom_identifier, "custom_identifier")
     # ClickToCall carries the agent's number only; the engine can find the agent by it.
-    _agent, agent_number = await _agent_or_number(
+    agent, agent_number = await _agent_or_number(
         Agents(session), account.id, agent_reference, region
     )
     caller_id = await caller_id_for(
@@ -149,6 +149,7 @@ async def click_to_call(
             call_timeout_s=call_timeout_s,
             custom_identifier=custom_identifier,
             webhook_url=webhook_url,
+            agent_id=agent.id if agent is not None else None,
         ),
         wait_for_agent=not run_async,
     )
