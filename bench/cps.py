@@ -14,108 +14,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.sipp import SippUas, free_udp_port, run_uac  # noqa: E402
+from tests.support.sipp import SippUas, run_uac  # noqa: E402
 
-SCENARIOS = ROOT / "bench" / "scenarios"
-DID = "41793026731"
-DIAL = json.dumps(
-    {"command": "dial", "phoneNumber": "41793026785", "callerId": "41793026700"}
-).encode()
-
-
-async def callback_server(port: int) -> asyncio.Server:
-    """The customer's routing endpoint, as cheap as an HTTP/1.1 server can be."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                await reader.readexactly(length)
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    b"content-length: %d\r\n\r\n%s" % (len(DIAL), DIAL)
-                )
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(serve, "127.0.0.1", port)
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-@contextlib.asynccontextmanager
-async def callmask_node(workdir: Path, env: dict[str, str]) -> AsyncIterator[None]:
-    callmask = str(ROOT / ".venv" / "bin" / "callmask")
-
-    def cli(*args: str) -> str:
-        return subprocess.run(
-            [callmask, *args], env=env, check=True, capture_output=True, text=True, timeout=60
-        ).stdout
-
-    cli("db", "upgrade")
-    account = cli("accounts", "create", "bench").split()
-    account_id, api_key = account[2], account[5]
-    number_key = cli("numbers", "add", "+" + DID, "--account", account_id).split()[0]
-    log = (workdir / "callmask.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        callmask, "run", env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        import httpx
-
-        api = f"http://127.0.0.1:{env['CALLMASK_API_PORT']}"
-        async with httpx.AsyncClient(base_url=api, timeout=5) as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError(f"callmask did not start; see {workdir / 'callmask.log'}")
-            reply = await http.post(
-                f"/numbers/1/numbers/{number_key}/actions",
-                headers={"Authorization": f"App {api_key}"},
-                json={
-                    "type": "VOICE_NUMBER_MASKING",
-                    "callbackUrl": f"http://127.0.0.1:{env['BENCH_CALLBACK_PORT']}/callback",
-                    "statusUrl": f"http://127.0.0.1:{env['BENCH_CALLBACK_PORT']}/status",
-                },
-            )
-            reply.raise_for_status()
-        yield
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=20)
-        except TimeoutError:
-            process.kill()
-        log.close()
+from bench.node import (  # noqa: E402
+    DID,
+    SCENARIOS,
+    callback_server,
+    callmask_node,
+    node_env,
+    percentile,
+    ports,
+)
 
 
 def post_dial_delays(database: Path, since: float) -> list[float]:
@@ -142,21 +61,9 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="callmask-cps-") as tmp:
         workdir = Path(tmp)
-        sip_port, trunk_port = free_udp_port(), free_udp_port()
-        callback_port = free_udp_port()
-        env = {
-            **os.environ,
-            "CALLMASK_DATA_DIR": str(workdir),
-            "CALLMASK_API_PORT": str(free_udp_port()),
-            "CALLMASK_SIP_PORT": str(sip_port),
-            "CALLMASK_TRUNK_URI": f"sip:127.0.0.1:{trunk_port}",
-            "CALLMASK_RTPENGINE_NG_PORT": str(free_udp_port()),
-            "CALLMASK_RTPENGINE_PORT_MIN": "40000",
-            "CALLMASK_RTPENGINE_PORT_MAX": "49999",
-            "CALLMASK_WEBHOOK_ALLOW_PRIVATE": "true",
-            "CALLMASK_LOG_LEVEL": "WARNING",
-            "BENCH_CALLBACK_PORT": str(callback_port),
-        }
+        env = node_env(workdir)
+        sip_port, trunk_port = ports(env)
+        callback_port = int(env["BENCH_CALLBACK_PORT"])
         server = await callback_server(callback_port)
         header = ("offered cps", "calls", "ok", "success", "pdd p50 ms", "pdd p99 ms")
         print("{:>11} {:>6} {:>6} {:>8} {:>10} {:>10}".format(*header))
