@@ -105,6 +105,9 @@ async def node(
     overrides: dict[str, object] = dict(getattr(request, "param", {}))
     did = str(overrides.pop("did", DID))
     trunk_port = free_udp_port()
+    if isinstance(overrides.get("trunk_uri"), str):
+        # A test that sets the trunk's URI (e.g. ";transport=tcp") names the port it gets.
+        overrides["trunk_uri"] = str(overrides["trunk_uri"]).format(trunk_port=trunk_port)
     settings = node_settings(tmp_path, sqlite_url, trunk_port, **overrides)
     database = Database(sqlite_url)
     tenant = await create_tenant(database)
