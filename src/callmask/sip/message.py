@@ -4,8 +4,9 @@ The parser is a hand-written ``bytes.find``/``str.split`` pass because it sits o
 every datagram (target: an INVITE in well under 30 us). It accepts what RFC 3261 7.3/7.5 asks us
 to accept: CRLF or bare LF line ends, leading CRLFs, header folding (7.3.1), compact header names
 (7.3.3, plus the RFC 3841/4474/4028 ones), and rejects what makes a message unusable: a bad start
-line, anything but SIP/2.0 (21.5.6 -> 505), missing mandatory headers (8.1.1), a malformed CSeq or
-one whose method differs from the request method (8.1.1.5, 20.16), a body shorter than its
+line or a Request-URI without a scheme (25.1), anything but SIP/2.0 (21.5.6 -> 505), missing
+mandatory headers (8.1.1), a From or To whose quotes or <> never close (20.20, 20.39), a malformed
+CSeq or one whose method differs from the request method (8.1.1.5, 20.16), a body shorter than its
 Content-Length (18.3; a longer one is truncated) and oversize input (21.5.11 -> 513). Every failure
 is a :class:`SipParseError` carrying the headers understood so far, so a transport can still answer
 a 400 (:func:`make_bad_request_reply`). Header values are kept as received (only folding and outer
@@ -519,13 +520,12 @@ class Headers:
 
 def _param_of(header_params: str, name: str) -> str | None:
     # ``header_params`` is ";a=b;c" text; plain split is enough for the token-valued params
-    # (tag, branch) we look up here.
-    prefix = name + "="
-    size = len(prefix)
+    # (tag, branch) we look up here. ``name`` is lower-case. LWS may surround "=" (RFC 3261
+    # 25.1: EQUAL = SWS "=" SWS; RFC 4475 3.1.1.1 sends "tag = 98asjd8").
     for item in header_params.split(";"):
-        item = item.strip()
-        if item[:size].lower() == prefix:
-            return item[size:].strip()
+        key, equals, value = item.partition("=")
+        if equals and key.strip().lower() == name:
+            return value.strip()
     return None
 
 
@@ -629,6 +629,15 @@ class Response(_Message):
         return "\r\n".join(lines).encode() + self.body
 
 
+# RFC 3261 25.1 absoluteURI / RFC 3986 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+
+
+def _is_scheme(text: str) -> bool:
+    # Also refuses a Request-URI enclosed in "<>" (RFC 4475 3.1.2.7).
+    return text[0].isascii() and text[0].isalpha() and _SCHEME_CHARS.issuperset(text)
+
+
 def _split_head(data: bytes) -> tuple[bytes, int]:
     """(header bytes without the blank line, index where the body starts); -1 if no blank line."""
     end = data.find(b"\r\n\r\n")
@@ -690,8 +699,10 @@ def parse_message(data: bytes, *, max_bytes: int = 65_535) -> Request | Response
             elif version != "SIP/2.0" and version.upper() != "SIP/2.0":
                 error = "Version Not Supported"
                 status_hint = 505
-            elif uri.find(":") <= 0:
-                error = "Bad Request-URI"
+            else:
+                colon = uri.find(":")
+                if colon <= 0 or not _is_scheme(uri[:colon]):
+                    error = "Bad Request-URI"
     else:
         parts = start_line.split(" ", 2)
         code = parts[1] if len(parts) >= 2 else ""
@@ -760,6 +771,13 @@ def parse_message(data: bytes, *, max_bytes: int = 65_535) -> Request | Response
         raise fail(exc.reason) from None
     if is_request and cseq_method != method:
         raise fail("CSeq method does not match request method")
+    for key, spelled in (("from", "From"), ("to", "To")):
+        # A From/To whose quotes or <> never close cannot be echoed with the tag a response
+        # adds (RFC 3261 8.2.6.2) or matched to a dialog (RFC 4475 3.1.2.6 sends one).
+        try:
+            addr_params_start(values[keys.index(key)])
+        except SipParseError as exc:
+            raise fail(f"Bad {spelled} header: {exc.reason}") from None
 
     available = len(data) - body_start
     if "content-length" in keys:
@@ -888,8 +906,9 @@ def make_bad_request_reply(error: SipParseError) -> bytes | None:
         cseq = src.get("CSeq")
         if not vias or from_value is None or to_value is None or not call_id or not cseq:
             return None
-        # The reply must itself parse: an unusable To or CSeq means no reply (the peer could
-        # not match it to its transaction anyway).
+        # The reply must itself parse: an unusable From, To or CSeq means no reply (the peer
+        # could not match it to its transaction anyway).
+        addr_params_start(from_value)
         addr_params_start(to_value)
         parse_cseq(cseq)
         if tag_of(to_value) is None:
