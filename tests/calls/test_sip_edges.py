@@ -362,12 +362,13 @@ class SipSocket(asyncio.DatagramProtocol):
     ) -> SipMessage:
         """The first message received (so far or within ``timeout_s``) that ``wanted`` accepts."""
         async with asyncio.timeout(timeout_s):
-            while True:
+            for _ in range(10_000):  # one round per datagram that arrives
                 for message in self.messages:
                     if wanted(message):
                         return message
                 self._arrived.clear()
                 await self._arrived.wait()
+        raise AssertionError(f"no wanted reply among {len(self.datagrams)} datagrams")
 
     async def quiet(self, period_s: float) -> list[SipMessage]:
         """Everything received once nothing more has arrived for ``period_s``."""
