@@ -8,6 +8,7 @@ the outbox every node shares, not one worker's view.
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from callmask.api.deps import AdminDep, ServicesDep
@@ -18,7 +19,8 @@ from callmask.webhooks.repository import Deliveries, as_utc
 router = APIRouter(tags=["metrics"], dependencies=[AdminDep])
 
 
-@router.get("/metrics")
+# Documented as text/plain (the exposition format), not the JSON FastAPI assumes.
+@router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus_metrics(services: ServicesDep) -> Response:
     async with services.database.session() as session:
         pending, oldest_created_at = await Deliveries(session).pending_stats()

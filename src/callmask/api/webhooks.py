@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from callmask.api.deps import CurrentAccount, ServicesDep, SessionDep
 from callmask.errors import InvalidInput
@@ -111,7 +112,23 @@ class SecretListOut(BaseModel):
 
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
-Page = Annotated[int, Query(ge=0, description="page number, from 0")]
+# The row offset (page x limit) must fit the store's 64-bit integers: a page past that
+# was a 500 (SQLite OverflowError). Nine digits, as the Tata records' page.
+MAX_PAGE = 999_999_999
+Page = Annotated[int, Query(ge=0, le=MAX_PAGE, description="page number, from 0")]
+
+_BARE_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?")
+
+
+def _iso_8601_only(value: object) -> object:
+    # pydantic reads a bare number as Unix seconds, so "from=2026" or the basic-format
+    # "20261125" would silently filter from 1970; the filters are ISO-8601, as documented.
+    if isinstance(value, str) and _BARE_NUMBER.fullmatch(value.strip()):
+        raise ValueError("must be an ISO-8601 date-time, e.g. 2026-11-25T10:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_8601_only)]
 
 
 @router.get("/deliveries")
@@ -121,10 +138,10 @@ async def list_deliveries(
     status: EventStatus | None = None,
     event_type: Annotated[str | None, Query(alias="eventType", max_length=64)] = None,
     created_from: Annotated[
-        dt.datetime | None, Query(alias="from", description="created at or after (ISO-8601)")
+        IsoDateTime | None, Query(alias="from", description="created at or after (ISO-8601)")
     ] = None,
     created_to: Annotated[
-        dt.datetime | None, Query(alias="to", description="created before (ISO-8601)")
+        IsoDateTime | None, Query(alias="to", description="created before (ISO-8601)")
     ] = None,
     limit: Limit = 50,
     page: Page = 0,
@@ -159,13 +176,15 @@ async def get_delivery(
 
 @router.post("/deliveries/{event_id}/retry")
 async def retry_delivery(
-    event_id: str, account: CurrentAccount, services: ServicesDep
+    event_id: str, session: SessionDep, account: CurrentAccount, services: ServicesDep
 ) -> DeliveryOut:
     """Send the event again now, whatever its status (delivered and dead included)."""
-    # Its own transaction rather than SessionDep's: the worker is woken after the
-    # commit, or it would look before the row is due.
-    async with services.database.session() as session:
-        out = DeliveryOut.of(await Deliveries(session).retry(event_id, account_id=account.id))
+    out = DeliveryOut.of(await Deliveries(session).retry(event_id, account_id=account.id))
+    # Committed before the worker is woken, or it would look before the row is due. The
+    # request's own session, not a second one: a request that holds one pooled
+    # connection and waits for another waits on itself when the pool is exhausted
+    # (SQLite's pool is a single connection).
+    await session.commit()
     services.webhooks.notify()
     return out
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from callmask.api.deps import AdminDep, ServicesDep, SessionDep
 from callmask.phone import digits, normalise, region_of
 from callmask.store.repositories import Accounts, Numbers
+from callmask.webhooks.repository import as_utc
 
 router = APIRouter(prefix="/admin", tags=["operator"], dependencies=[AdminDep])
 
@@ -55,7 +56,8 @@ async def create_account(body: AccountIn, session: SessionDep) -> AccountCreated
 @router.get("/accounts")
 async def list_accounts(session: SessionDep) -> list[AccountOut]:
     return [
-        AccountOut(accountId=a.id, name=a.name, createdAt=a.created_at)
+        # SQLite hands times back without their zone; RFC 3339 needs one.
+        AccountOut(accountId=a.id, name=a.name, createdAt=as_utc(a.created_at))
         for a in await Accounts(session).list()
     ]
 

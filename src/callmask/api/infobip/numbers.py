@@ -15,7 +15,10 @@ from callmask.store.repositories import Numbers
 router = APIRouter(prefix="/numbers/1/numbers", tags=["numbers"])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
-Page = Annotated[int, Query(ge=0, description="page number, from 0")]
+# The row offset (page x limit) must fit the store's 64-bit integers: a page past that
+# was a 500 (SQLite OverflowError). Nine digits, as the Tata records' page.
+MAX_PAGE = 999_999_999
+Page = Annotated[int, Query(ge=0, le=MAX_PAGE, description="page number, from 0")]
 
 
 @router.get("/available")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from callmask.phone import digits
 from callmask.store.models import Action, AudioFile, Number
+from callmask.webhooks.repository import as_utc
 
 # numberKey and actionKey are 32 hex characters, fileId a UUID. Whatever could not be
 # one is refused before any query: PostgreSQL answers a NUL character with an error of
@@ -102,7 +103,8 @@ class FileOut(BaseModel):
             fileId=audio.file_id,
             size=audio.size_bytes,
             duration=audio.duration_ms,
-            createdAt=audio.created_at,
+            # SQLite hands times back without their zone; RFC 3339 needs one.
+            createdAt=as_utc(audio.created_at),
         )
 
 
