@@ -65,7 +65,7 @@ def create_app(
                     from callmask.calls.runtime import running_call_path
 
                     async with running_call_path(
-                        settings, db, http, group, audio_dir=settings.files_dir, webhooks=worker
+                        settings, db, group, audio_dir=settings.files_dir, webhooks=worker
                     ) as engine:
                         services.calls = engine
                         yield

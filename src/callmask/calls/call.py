@@ -215,11 +215,11 @@ class InboundCall(CallBase):
             self.summary.callee = number
             self.summary.b_sip_call_id = b.call_id
             self.track(b.start())
-            await self.engine.opened(self)
             if "post_dial_delay_ms" not in self.summary.details:
                 delay_s = time.perf_counter() - self.received_at - callback_s
                 self.summary.details["post_dial_delay_ms"] = round(delay_s * 1000, 3)
                 self.engine.observe_post_dial_delay(delay_s)
+            await self.engine.opened(self)
             answered, last_code = await self._ring(b)
             tried.append({"number": number, "code": last_code})
             if answered:

@@ -103,6 +103,7 @@ class CallEngine:
         self.settings = settings
         self.database = database
         self.http = http
+        self.raw_media = media
         self.media: MediaRelay = MaskedMedia(media)
         self.media_counts = media_counts
         self.audio_dir = audio_dir
@@ -440,12 +441,26 @@ class CallEngine:
             log.exception("could not note call %s as answered", call.summary.public_call_id)
 
     async def _heartbeat(self) -> None:
+        """Every few seconds: tell the store this node is alive, check the media relay."""
         while True:
             try:
                 await recovery.heartbeat(self.database, self.node_id)
             except Exception:
                 log.exception("node heartbeat failed")
+            metrics.RTPENGINE_UP.set(1 if await self._media_healthy() else 0)
             await asyncio.sleep(recovery.HEARTBEAT_INTERVAL_S)
+
+    async def _media_healthy(self) -> bool:
+        if self.rtpengine_process is not None:
+            return self.rtpengine_process.healthy
+        ping = getattr(self.raw_media, "ping", None)
+        if ping is None:
+            return True
+        try:
+            await ping()
+        except Exception:
+            return False
+        return True
 
     def media_lost(self) -> None:
         """rtpengine died: every call anchored in it has lost its media for good, so

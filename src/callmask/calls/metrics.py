@@ -25,3 +25,6 @@ POST_DIAL_DELAY_SECONDS = Histogram(
 SIP_STRAY_RESPONSES = Counter(
     "callmask_sip_stray_responses_total", "SIP responses that matched no transaction"
 )
+RTPENGINE_UP = Gauge(
+    "callmask_rtpengine_up", "1 when the media relay answered its last health check, else 0"
+)

@@ -13,17 +13,17 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
-
 from callmask.calls.engine import CallEngine, Notifier
 from callmask.config import Settings
 from callmask.media.rtpengine import RtpengineClient, packet_counts
 from callmask.media.rtpengine_process import ManagedRtpengine
 from callmask.store.database import Database
+from callmask.webhooks.transport import delivery_client
 
 log = logging.getLogger(__name__)
 
 ENGINE_START_TIMEOUT_S = 15.0
+ROUTING_LANES = 16
 
 
 def rtpengine_address(settings: Settings) -> tuple[str, int] | None:
@@ -42,7 +42,6 @@ def rtpengine_address(settings: Settings) -> tuple[str, int] | None:
 async def running_call_path(
     settings: Settings,
     database: Database,
-    http: httpx.AsyncClient,
     group: asyncio.TaskGroup,
     *,
     audio_dir: Path,
@@ -64,10 +63,13 @@ async def running_call_path(
         address = managed.address
     client = RtpengineClient(address)
     await client.open()
+    # Its own lane client: routing callbacks are the call path's largest CPU cost, and a
+    # single httpx pool's cost per request grows with the requests in flight.
+    routing_http = delivery_client(ROUTING_LANES, user_agent="callmask")
     engine = CallEngine(
         settings,
         database,
-        http,
+        routing_http,
         client,
         audio_dir=audio_dir,
         webhooks=webhooks,
@@ -90,5 +92,6 @@ async def running_call_path(
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await serving
         await client.close()
+        await routing_http.aclose()
         if managed is not None:
             await managed.stop()

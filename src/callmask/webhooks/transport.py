@@ -97,11 +97,12 @@ class LaneTransport(httpx.AsyncBaseTransport):
             await lane.aclose()
 
 
-def delivery_client(lanes: int) -> httpx.AsyncClient:
-    """The client to give ``DeliveryWorker``: ``lanes`` is usually its concurrency.
+def delivery_client(lanes: int, *, user_agent: str = USER_AGENT) -> httpx.AsyncClient:
+    """The client to give ``DeliveryWorker`` (``lanes`` is usually its concurrency), and
+    the call engine's for routing callbacks, which meet the same cost per request.
     Redirects are never followed (a redirect could lead past the SSRF check)."""
     return httpx.AsyncClient(
         transport=LaneTransport(lanes),
-        headers={"user-agent": USER_AGENT},
+        headers={"user-agent": user_agent},
         follow_redirects=False,
     )
