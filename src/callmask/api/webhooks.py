@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -117,13 +116,16 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 MAX_PAGE = 999_999_999
 Page = Annotated[int, Query(ge=0, le=MAX_PAGE, description="page number, from 0")]
 
-_BARE_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?")
-
 
 def _iso_8601_only(value: object) -> object:
-    # pydantic reads a bare number as Unix seconds, so "from=2026" or the basic-format
-    # "20261125" would silently filter from 1970; the filters are ISO-8601, as documented.
-    if isinstance(value, str) and _BARE_NUMBER.fullmatch(value.strip()):
+    # pydantic reads a number (2026, 20261125, 4.8e-225) as Unix seconds, so "from=2026"
+    # or the basic-format "20261125" would silently filter from 1970; the filters are
+    # ISO-8601, as documented, and no ISO-8601 date-time reads as a number.
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
         raise ValueError("must be an ISO-8601 date-time, e.g. 2026-11-25T10:00:00Z")
     return value
 
