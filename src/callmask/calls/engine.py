@@ -398,7 +398,7 @@ class CallEngine:
             return  # not one of our numbers: nobody to report to
         report = call.report()
         try:
-            async with self.database.session() as session:
+            async with self.database.writing() as session:
                 await store_record(session, summary)
                 if call.opened:
                     await recovery.forget(session, summary.record_id)
@@ -423,7 +423,7 @@ class CallEngine:
             return
         call.opened = True
         try:
-            async with self.database.session() as session:
+            async with self.database.writing() as session:
                 await recovery.open_call(session, self.node_id, call.summary, call.report())
         except Exception:
             log.exception("could not note call %s as open", call.summary.public_call_id)
@@ -435,7 +435,7 @@ class CallEngine:
         if answered_at is None:
             return
         try:
-            async with self.database.session() as session:
+            async with self.database.writing() as session:
                 await recovery.mark_answered(session, call.summary.record_id, answered_at)
         except Exception:
             log.exception("could not note call %s as answered", call.summary.public_call_id)

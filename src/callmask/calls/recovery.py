@@ -81,7 +81,7 @@ async def forget(session: AsyncSession, record_id: str) -> None:
 
 
 async def heartbeat(database: Database, node_id: str) -> None:
-    async with database.session() as session:
+    async with database.writing() as session:
         row = await session.get(NodeHeartbeat, node_id)
         if row is None:
             session.add(NodeHeartbeat(node_id=node_id, heartbeat_at=utcnow()))
@@ -130,7 +130,7 @@ async def close_orphans(
             await session.scalars(select(OpenCall.record_id).where(OpenCall.node_id == node_id))
         ).all()
     for record_id in ids:
-        async with database.session() as session:
+        async with database.writing() as session:
             row = await session.get(OpenCall, record_id)
             if row is None:
                 continue

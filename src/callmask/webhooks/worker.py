@@ -376,7 +376,11 @@ class DeliveryWorker:
         finished = {r.event.id for r in self._finished}
         unsent = {i: lease for i, lease in self._in_flight.items() if i not in finished}
         try:
-            async with asyncio.timeout(SHUTDOWN_TIMEOUT_S), self.database.engine.begin() as conn:
+            async with (
+                asyncio.timeout(SHUTDOWN_TIMEOUT_S),
+                self.database.write_turn(),
+                self.database.engine.begin() as conn,
+            ):
                 await self._store(conn, self._finished)
                 if unsent:
                     await conn.execute(
@@ -399,7 +403,7 @@ class DeliveryWorker:
         now = self.clock()
         lease_until = now + dt.timedelta(seconds=self.lease_s)
         claimed: list[Claimed] = []
-        async with self.database.engine.begin() as conn:
+        async with self.database.write_turn(), self.database.engine.begin() as conn:
             # Writes first: on SQLite the first write takes the lock for the whole
             # transaction, so the claim below cannot be overtaken.
             await self._store(conn, finished)
