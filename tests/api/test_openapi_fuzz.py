@@ -32,9 +32,12 @@ generated URL cannot hold a request for long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import re
 import shutil
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -52,7 +55,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import AcceptedNegativeData, Failure
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.errors import FailureGroup
-from schemathesis.python.asgi import shutdown_lifespans
+from schemathesis.python.asgi import get_client, shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -76,7 +79,9 @@ from callmask.store.tata_repositories import (
 from callmask.webhooks.outbox import enqueue
 from callmask.webhooks.repository import Secrets
 from tests.api.infobip import assert_error
+from tests.calls.conftest import node_settings as call_node_settings
 from tests.conftest import ADMIN_KEY, Tenant, make_settings
+from tests.support.sipp import SippUas, free_udp_port
 from tests.tata.conftest import cdr
 
 MAX_EXAMPLES = 25
@@ -460,6 +465,92 @@ def test_no_operation_answers_a_server_error(label: str, fuzzed_node: FuzzedNode
     # Every request carries valid credentials: a 401 would mean the fuzzing never got
     # past authentication and proved nothing.
     assert 401 not in statuses, statuses
+
+
+# -- the call engine's operations, against a node that runs calls ---------------------
+
+
+@contextlib.contextmanager
+def carrier_far_side(port: int) -> Iterator[None]:
+    """The trunk's far side: a SIPp UAS that answers every call (B hangs up after two
+    seconds), on an event loop of its own. The node runs on schemathesis' loop and the
+    test itself is synchronous, so neither can host SIPp's process."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="sipp far side", daemon=True)
+    thread.start()
+    uas = SippUas(
+        "uas_answer_bye.xml", port=port, variables={"hold_ms": "2000"}, trace_messages=False
+    )
+    try:
+        asyncio.run_coroutine_threadsafe(uas.__aenter__(), loop).result(timeout=15)
+        try:
+            yield
+        finally:
+            asyncio.run_coroutine_threadsafe(uas.stop(), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def _live_calls_to_name(app: Any, seed: Seed) -> tuple[str, ...]:
+    """Two answered click-to-call calls, so that generated hangups and transfers can
+    name a live call; their call ids."""
+    tata = {"Authorization": seed.api_key}
+    with get_client(app) as client:
+        call_ids = []
+        for _ in range(2):
+            reply = client.post(
+                "/v1/click_to_call",
+                json={
+                    "agent_number": "1001",
+                    "destination_number": LEAD_NUMBER,
+                    "async": 0,
+                    "get_call_id": 1,
+                },
+                headers=tata,
+            )
+            assert reply.status_code == 200 and reply.json()["success"], reply.text
+            call_ids.append(reply.json()["call_id"])
+        live = {call["call_id"] for call in client.get("/v1/live_calls", headers=tata).json()}
+    assert set(call_ids) <= live, (call_ids, live)
+    return tuple(call_ids)
+
+
+@pytest.fixture
+def call_node(tmp_path: Path, seeded_store: SeededStore) -> Iterator[FuzzedNode]:
+    trunk_port = free_udp_port()
+    settings = call_node_settings(
+        tmp_path,
+        seeded_store.copy_to(tmp_path),
+        trunk_port,
+        default_region="IN",
+        webhook_allow_private=False,
+        audio_fetch_timeout=1.0,
+    )
+    seeded_store.place_files(settings.files_dir)
+    app = create_app(settings, with_calls=True)
+    with carrier_far_side(trunk_port):
+        try:
+            schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+            seed = seeded_store.seed
+            seed = dataclasses.replace(
+                seed, values={**seed.values, "call_id": _live_calls_to_name(app, seed)}
+            )
+            _seed_generated_keys(schema, seed)
+            yield FuzzedNode(schema, seed)
+        finally:
+            # Ends the calls still up (BYE both ways), then SIP and rtpengine.
+            shutdown_lifespans()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("label", CALL_OPERATIONS)
+def test_no_call_engine_operation_answers_a_server_error(label: str, call_node: FuzzedNode) -> None:
+    statuses = fuzz(call_node, label)
+    if label != "POST /v1/c2c_api":  # its 401 is the dialect's answer to a wrong api_key
+        assert 401 not in statuses, statuses
+    assert 503 not in statuses, statuses
 
 
 # -- what the fuzzing relies on ------------------------------------------------------
