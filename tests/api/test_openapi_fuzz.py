@@ -61,13 +61,14 @@ from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     response_schema_conformance,
 )
+from sqlalchemy import func, select
 
 from callmask.api.app import create_app
 from callmask.config import Settings
 from callmask.media.audio import AudioStore
 from callmask.phone import region_of
 from callmask.store.database import Database
-from callmask.store.models import AudioFile
+from callmask.store.models import AudioFile, TataAgent, TataBroadcastKey, TataLeadList
 from callmask.store.repositories import Accounts, Actions, Numbers
 from callmask.store.tata_repositories import (
     AccountWebhooks,
@@ -651,3 +652,57 @@ async def test_retrying_a_delivery_answers_promptly(
     async with asyncio.timeout(5):
         reply = await client.post("/webhooks/1/deliveries/0/retry", headers=tenant.app_key)
     assert_error(reply, 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "where"),
+    [
+        ("GET", "/v1/call/records?call_id=a%00b", "call_id"),
+        ("GET", "/v1/call/records?department=a%00b", "department"),
+        ("GET", "/v1/call/records?callerid=98%0076", "callerid"),
+        ("DELETE", "/v1/broadcast/lists/a%00b", "path"),
+        ("DELETE", "/v1/broadcast/keys/a%00b", "path"),
+        ("POST", "/v1/broadcast/lead/a%00b", "path"),
+        ("GET", "/webhooks/1/deliveries?eventType=a%00b", "eventType"),
+        ("GET", "/webhooks/1/deliveries/a%00b", "path"),
+        ("POST", "/webhooks/1/deliveries/a%00b/retry", "path"),
+        ("GET", "/admin/accounts/a%00b/webhook", "path"),
+    ],
+)
+async def test_a_nul_in_the_path_or_query_is_a_400_naming_where(
+    client: httpx.AsyncClient, tenant: Tenant, method: str, url: str, where: str
+) -> None:
+    """PostgreSQL refuses NUL in text: each of these was a 500 there."""
+    admin = url.startswith("/admin")
+    headers = {"Authorization": f"App {ADMIN_KEY}"} if admin else tenant.app_key
+    reply = await client.request(method, url, headers=headers, json={})
+    if url.startswith("/v1/"):
+        assert reply.status_code == 400, reply.text
+        assert reply.json() == {"success": False, "message": f"{where} contains a NUL character"}
+    else:
+        assert_error(reply, 400, "BAD_REQUEST", mentions=f"{where} contains a NUL")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/agent", {"name": "A\x00sha", "follow_me_number": "9876543210"}, "name"),
+        ("/v1/broadcast/lists", {"name": "otp\x00"}, "name"),
+        ("/v1/broadcast/keys", {"lead_list_id": "a\x00b", "template": "{otp}"}, "lead_list_id"),
+    ],
+)
+async def test_a_control_character_in_a_tata_text_field_is_a_400_and_stores_nothing(
+    client: httpx.AsyncClient,
+    database: Database,
+    tenant: Tenant,
+    path: str,
+    body: dict[str, str],
+    field: str,
+) -> None:
+    """A NUL in an agent's or a lead list's name reached PostgreSQL: a 500."""
+    reply = await client.post(path, json=body, headers=tenant.app_key)
+    assert reply.status_code == 400, reply.text
+    assert reply.json() == {"success": False, "message": f"{field} contains control characters"}
+    async with database.session() as session:
+        for table in (TataAgent, TataLeadList, TataBroadcastKey):
+            assert await session.scalar(select(func.count()).select_from(table)) == 0

@@ -20,6 +20,7 @@ from callmask.api.deps import Services
 from callmask.api.errors import install_error_handlers
 from callmask.api.infobip import actions, files, numbers
 from callmask.api.limits import BodySizeLimit
+from callmask.api.request_target import NulFreeTarget
 from callmask.api.tata.routes import routers as tata_routers
 from callmask.config import Settings
 from callmask.media.audio import AudioStore
@@ -88,6 +89,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(NulFreeTarget)
     for router in (
         health.router,
         numbers.router,

@@ -30,6 +30,10 @@ def text_field(value: object, field: str, *, max_length: int = 255) -> str | Non
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidInput(f"{field} must be a string")
     text = str(value).strip()
+    # Every field read here is a name, number or identifier: control characters are
+    # no use in one, and PostgreSQL refuses NUL in text (that was a 500).
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        raise InvalidInput(f"{field} contains control characters")
     if len(text) > max_length:
         raise InvalidInput(f"{field} is longer than {max_length} characters")
     return text or None
