@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import BaseSchema, Case, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
@@ -81,7 +81,7 @@ from callmask.webhooks.outbox import enqueue
 from callmask.webhooks.repository import Secrets
 from tests.api.infobip import assert_error
 from tests.calls.conftest import node_settings as call_node_settings
-from tests.conftest import ADMIN_KEY, Tenant, make_settings
+from tests.conftest import ADMIN_KEY, Tenant, _empty_postgres, make_settings
 from tests.support.sipp import SippUas, free_udp_port
 from tests.tata.conftest import cdr
 
@@ -295,21 +295,50 @@ class SeededStore:
         shutil.copytree(self.files, files_dir)
 
 
-@pytest.fixture(scope="module")
-def seeded_store(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
-    directory = tmp_path_factory.mktemp("fuzz-store")
-    path = directory / "callmask.db"
-    shutil.copy(sqlite_template, path)
-
-    async def seed(files: Path) -> Seed:
-        database = Database(f"sqlite+aiosqlite:///{path}")
+def _seed_into(url: str, files: Path) -> Seed:
+    async def seed() -> Seed:
+        database = Database(url)
         try:
             return await _seed(database, AudioStore(files))
         finally:
             await database.close()
 
+    return asyncio.run(seed())
+
+
+@pytest.fixture(scope="module")
+def seeded_store(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
+    """A seeded SQLite store, copied for each test."""
+    directory = tmp_path_factory.mktemp("fuzz-store")
+    path = directory / "callmask.db"
+    shutil.copy(sqlite_template, path)
     files = directory / "files"
-    return SeededStore(path, files, asyncio.run(seed(files)))
+    return SeededStore(path, files, _seed_into(f"sqlite+aiosqlite:///{path}", files))
+
+
+@dataclass(frozen=True)
+class Store:
+    url: str
+    files: Path
+    seed: Seed
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    seeded_store: SeededStore,
+    postgres_database: str | None,
+) -> Store:
+    """A seeded store for one test: a copy of the SQLite one, or PostgreSQL emptied and
+    seeded again (PostgreSQL refuses what SQLite takes, NUL in text for one)."""
+    if request.param == "sqlite":
+        return Store(seeded_store.copy_to(tmp_path), seeded_store.files, seeded_store.seed)
+    if postgres_database is None:
+        pytest.skip("PostgreSQL not configured: set CALLMASK_TEST_DATABASE_URL")
+    asyncio.run(_empty_postgres(postgres_database))
+    files = tmp_path / "seed-files"
+    return Store(postgres_database, files, _seed_into(postgres_database, files))
 
 
 def _body_properties(label: str) -> frozenset[str]:
@@ -326,28 +355,37 @@ def _body_properties(label: str) -> frozenset[str]:
 ABSENT = object()  # a body field the generated case left out
 
 
-def _seed_generated_keys(schema: BaseSchema, seed: Seed) -> None:
-    """Now and then set a path parameter or top-level body field to a value from the
-    seed (each field on its own, absent body fields included), so requests get past
-    the lookups and the first checks. Schemathesis re-judges whether a changed case is
-    still valid or invalid."""
+def _with_nul(value: object) -> object:
+    """The value with a NUL in the middle, if it is text (or a number sent as text)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return value
+    text = str(value)
+    middle = len(text) // 2
+    return f"{text[:middle]}\x00{text[middle:]}"
+
+
+def _steer_generated_cases(schema: BaseSchema, seed: Seed) -> None:
+    """Two nudges to what schemathesis generates, so the store is reached and tested:
+
+    - path parameters and top-level body fields that name something seeded get a seeded
+      value three times in four (each field on its own, absent body fields included): a
+      request gets far only when every field checked before the lookup is right;
+    - one case in four carries a NUL in the middle of one of its path, query or body
+      values: PostgreSQL refuses NUL in text, and generated strings rarely hold one.
+
+    Schemathesis re-judges whether a changed case is still valid or invalid."""
 
     @schema.hook
     def flatmap_case(context: schemathesis.HookContext, case: Case) -> st.SearchStrategy[Case]:
-        path = case.path_parameters or {}
+        path = dict(case.path_parameters or {})
+        body: dict[str, Any] = dict(case.body) if isinstance(case.body, dict) else {}
         in_path = [name for name in path if name in seed.values]
-        body: dict[str, Any] = {}
         in_body: list[str] = []
         if isinstance(case.body, dict):
-            body = case.body
             label = f"{case.method.upper()} {case.operation.path}"
             in_body = sorted(name for name in _body_properties(label) if name in seed.values)
-        if not in_path and not in_body:
-            return st.just(case)
 
         def either(container: dict[str, Any], names: list[str]) -> st.SearchStrategy[Any]:
-            # Three times in four a seeded value: a request gets far only when every
-            # field it checks first is right.
             return st.fixed_dictionaries(
                 {
                     name: st.integers(0, 3).flatmap(
@@ -361,16 +399,40 @@ def _seed_generated_keys(schema: BaseSchema, seed: Seed) -> None:
                 }
             )
 
-        def apply(chosen: tuple[dict[str, Any], dict[str, Any]]) -> Case:
-            new_path, new_body = chosen
-            if any(new_path[name] is not path[name] for name in in_path):
-                case.path_parameters = {**path, **new_path}
-            if any(new_body[name] is not body.get(name, ABSENT) for name in in_body):
-                merged = {**body, **new_body}
-                case.body = {name: value for name, value in merged.items() if value is not ABSENT}
+        def apply(
+            chosen: tuple[dict[str, Any], dict[str, Any], int, int],
+        ) -> Case:
+            new_path, new_body, nul_roll, nul_pick = chosen
+            path.update(new_path)
+            for name, value in new_body.items():
+                if value is ABSENT:
+                    body.pop(name, None)
+                else:
+                    body[name] = value
+            query = dict(case.query or {})
+            if nul_roll == 0:
+                places = [
+                    (container, name)
+                    for container in (path, query, body)
+                    for name, value in container.items()
+                    if _with_nul(value) is not value
+                ]
+                if places:
+                    container, name = places[nul_pick % len(places)]
+                    container[name] = _with_nul(container[name])
+            # Assigned only when changed, so untouched cases keep their labels as
+            # generated.
+            if path != (case.path_parameters or {}):
+                case.path_parameters = path
+            if query != (case.query or {}):
+                case.query = query
+            if isinstance(case.body, dict) and body != case.body:
+                case.body = body
             return case
 
-        return st.tuples(either(path, in_path), either(body, in_body)).map(apply)
+        return st.tuples(
+            either(path, in_path), either(body, in_body), st.integers(0, 3), st.integers(0, 99)
+        ).map(apply)
 
 
 # Query parameters that are lists of free text (Tata records filters): on the wire any
@@ -398,17 +460,17 @@ class FuzzedNode:
 
 
 @pytest.fixture
-def fuzzed_node(tmp_path: Path, seeded_store: SeededStore) -> Iterator[FuzzedNode]:
-    settings = node_settings(tmp_path, seeded_store.copy_to(tmp_path))
-    seeded_store.place_files(settings.files_dir)
+def fuzzed_node(tmp_path: Path, store: Store) -> Iterator[FuzzedNode]:
+    settings = node_settings(tmp_path, store.url)
+    shutil.copytree(store.files, settings.files_dir)
     # The app owns its store: schemathesis starts the lifespan (which opens it) on the
     # event loop it runs ASGI apps on, with the first request (GET /openapi.json).
     app = create_app(settings)
     try:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-        _seed_generated_keys(schema, seeded_store.seed)
+        _steer_generated_cases(schema, store.seed)
         _accept_text_lists(schema)
-        yield FuzzedNode(schema, seeded_store.seed)
+        yield FuzzedNode(schema, store.seed)
     finally:
         shutdown_lifespans()
 
@@ -451,7 +513,15 @@ def fuzz(node: FuzzedNode, label: str) -> Counter[int]:
         failures[:5]
     )
 
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    # No shrinking: a failing request is reported as generated (with its curl line),
+    # because shrinking replays requests for up to minutes. Hypothesis' example
+    # database replays it first on the next run.
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    )
     @given(case=st.one_of([operation.as_strategy(generation_mode=mode) for mode in modes]))
     def generated(case: Case) -> None:
         send(case)
@@ -538,7 +608,7 @@ def call_node(tmp_path: Path, seeded_store: SeededStore) -> Iterator[FuzzedNode]
             seed = dataclasses.replace(
                 seed, values={**seed.values, "call_id": _live_calls_to_name(app, seed)}
             )
-            _seed_generated_keys(schema, seed)
+            _steer_generated_cases(schema, seed)
             yield FuzzedNode(schema, seed)
         finally:
             # Ends the calls still up (BYE both ways), then SIP and rtpengine.
