@@ -85,7 +85,8 @@ async def callmask_node(workdir: Path, env: dict[str, str]) -> AsyncIterator[Non
                         break
                 await asyncio.sleep(0.1)
             else:
-                raise RuntimeError(f"callmask did not start; see {workdir / 'callmask.log'}")
+                tail = (workdir / "callmask.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"callmask did not start:\n{tail}")
             reply = await http.post(
                 f"/numbers/1/numbers/{number_key}/actions",
                 headers={"Authorization": f"App {api_key}"},
@@ -114,8 +115,9 @@ def node_env(workdir: Path, **overrides: str) -> dict[str, str]:
         "CALLMASK_SIP_PORT": str(free_udp_port()),
         "CALLMASK_TRUNK_URI": f"sip:127.0.0.1:{free_udp_port()}",
         "CALLMASK_RTPENGINE_NG_PORT": str(free_udp_port()),
-        "CALLMASK_RTPENGINE_PORT_MIN": "40000",
-        "CALLMASK_RTPENGINE_PORT_MAX": "49999",
+        # Below the kernel's ephemeral range, where the free ports above come from.
+        "CALLMASK_RTPENGINE_PORT_MIN": "20000",
+        "CALLMASK_RTPENGINE_PORT_MAX": "29999",
         "CALLMASK_WEBHOOK_ALLOW_PRIVATE": "true",
         "CALLMASK_LOG_LEVEL": "WARNING",
         "CALLMASK_ADMIN_KEY": ADMIN_KEY,
