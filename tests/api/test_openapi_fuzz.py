@@ -1,15 +1,18 @@
 """Schemathesis against callmask's own OpenAPI document (issue 6, "Bad input").
 
 Every operation that ``GET /openapi.json`` lists is called with requests schemathesis
-generates from the document: valid ones and invalid ones (its positive and negative
-modes; strings may carry NUL), including its coverage phase of boundary values. The
-caller is authenticated as a tenant (``Authorization: App <key>``), or as the operator
-on ``/admin/`` and ``/metrics``. Requests go over ASGI to an app built as
-``callmask run`` builds it, on a SQLite store that already holds one of everything a
-path or body can name (DIDs owned, free and another account's, masking actions,
-webhook events and secrets, agents, lead lists and broadcast keys, CDRs), and the
-generated keys are now and then swapped for those, so requests reach the code behind
-the lookups rather than stopping at 404.
+generates from the document: its coverage phase (boundary values, missing and
+wrong-typed fields, unexpected methods) and then ``MAX_EXAMPLES`` generated requests,
+valid and invalid (its positive and negative modes). The caller is authenticated as a
+tenant (``Authorization: App <key>``), or as the operator on ``/admin/`` and
+``/metrics``. Requests go over ASGI to an app built as ``callmask run`` builds it, on a
+store that already holds one of everything a path or body can name (DIDs owned, free
+and another account's, masking actions, audio files, webhook events and secrets,
+agents, lead lists and broadcast keys, CDRs). Generated cases are steered two ways:
+keys and body fields are often swapped for seeded values, so requests reach the code
+behind the lookups rather than stopping at 404; and one case in four carries a NUL in
+a path, query or body value, which PostgreSQL refuses in text. The store is SQLite,
+and PostgreSQL as well when ``CALLMASK_TEST_DATABASE_URL`` is set (``postgres``).
 
 Checked on every response: no 5xx (``not_a_server_error``); an invalid request is never
 accepted (``negative_data_rejection``); a documented status carries the documented
@@ -19,14 +22,18 @@ content type and a body that matches its schema (``content_type_conformance``,
 answer 400 (DESIGN.md, the Infobip and Tata references), and 401/404/409 are part of
 each dialect's contract rather than of the generated document.
 
-The operations that drive the call engine (they depend on ``get_call_control``) answer
-503 by design on a node without the call path, so they are fuzzed separately, against
-a node with SIP and a managed rtpengine (``interop``).
+The operations that drive the call engine (``CALL_OPERATIONS``) answer 503 by design
+on a node without the call path, so they are fuzzed separately, against a node with
+SIP, a managed rtpengine and a SIPp far side that answers (``interop``).
 
-Bounded: ``MAX_EXAMPLES`` generated requests per operation plus the coverage phase's
-boundary values, no Hypothesis deadline (SQLite on a shared 2-core machine has pauses
-that say nothing about callmask), and the audio fetch timeout cut to one second so a
-generated URL cannot hold a request for long.
+Tests are parametrized here, one per operation, rather than with schemathesis' pytest
+integration: with pytest 9.2 its ``from_fixture`` fails (``Function._nodeid`` is
+gone) and ``schema.parametrize()`` gives every operation the same test id.
+
+Bounded: no Hypothesis deadline (a shared 2-core machine has pauses that say nothing
+about callmask), no shrinking (it replays requests for minutes; a failure is reported
+as generated, with its curl line), and the audio fetch timeout cut to one second so a
+generated URL cannot hold a request for long. The whole file runs in about a minute.
 """
 
 from __future__ import annotations
@@ -103,7 +110,8 @@ FREE_DIDS = ("+918069000011", "+918069000012")
 OTHER_DID = "+918069000021"  # another account's
 AGENT_NUMBER = "+919876543210"
 LEAD_NUMBER = "+919876501234"
-# Nothing listens on the discard port: webhooks the worker tries fail fast.
+# A loopback address the worker refuses to post to (private addresses are refused),
+# and nothing listens on the discard port anyway: deliveries fail fast.
 DEAD_URL = "http://127.0.0.1:9/hook"
 
 
