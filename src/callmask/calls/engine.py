@@ -293,6 +293,7 @@ class CallEngine:
     def _start(self, call: CallBase) -> None:
         assert self._group is not None
         self.by_public_id[call.summary.public_call_id] = call
+        metrics.CALLS_STARTED.inc()
         metrics.ACTIVE_CALLS.inc()
         # Every log line written for this call carries its id (callmask.logs).
         context = contextvars.copy_context()

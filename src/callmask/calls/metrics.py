@@ -5,7 +5,13 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 ACTIVE_CALLS = Gauge("callmask_active_calls", "Calls in progress")
+CALLS_STARTED = Counter(
+    "callmask_calls_started_total", "Calls started (inbound and placed); its rate is the CPS"
+)
 CALLS_ENDED = Counter("callmask_calls_total", "Calls ended, by status", ["status"])
+# Every status exists from the start, so rate() has a zero to start from.
+for _status in ("answered", "busy", "no answer", "failed", "congestion"):
+    CALLS_ENDED.labels(status=_status)
 CALLS_REFUSED = Counter(
     "callmask_calls_refused_total", "INVITEs refused before routing, by reason", ["reason"]
 )
