@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 
 from tests.calls.conftest import Node
@@ -44,6 +45,16 @@ async def call_did(node: Node, scenario: str = "uac_call.xml", **variables: str)
         service=DID_DIGITS,
         variables={"caller": CALLER, **variables},
     )
+
+
+async def answered_live_call(api: httpx.AsyncClient) -> dict[str, object]:
+    """The account's one live call, once it is answered (bounded wait)."""
+    for _ in range(100):
+        live: list[dict[str, object]] = (await api.get("/v1/live_calls")).json()
+        if live and live[0].get("state") == "answered":
+            return live[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError("no answered live call within 10 s")
 
 
 async def webhook(node: Node) -> dict[str, object]:
@@ -178,14 +189,7 @@ async def test_hanging_up_a_live_call_from_the_api_ends_both_legs(node: Node) ->
         node.api() as api,
     ):
         caller_task = asyncio.create_task(call_did(node, "uac_call_remote_bye.xml"))
-        live: list[dict[str, object]] = []
-        for _ in range(100):
-            live = (await api.get("/v1/live_calls")).json()
-            if live and live[0].get("state", "answered") == "answered":
-                break
-            await asyncio.sleep(0.1)
-        assert live, "the call shows up as live"
-        call_id = live[0]["call_id"]
+        call_id = (await answered_live_call(api))["call_id"]
         reply = await api.post("/v1/call/hangup", json={"call_id": call_id})
         assert reply.json() == {"success": True, "message": "Call hangup successful"}
         caller = await caller_task
@@ -210,14 +214,9 @@ async def test_a_transfer_moves_the_caller_to_the_agent(node: Node) -> None:
         )
         assert agent.status_code == 200, agent.text
         caller_task = asyncio.create_task(call_did(node, hold_ms="4000"))
-        live: list[dict[str, object]] = []
-        for _ in range(100):
-            live = (await api.get("/v1/live_calls")).json()
-            if live and live[0].get("state") == "answered":
-                break
-            await asyncio.sleep(0.1)
+        live = await answered_live_call(api)
         reply = await api.post(
-            "/v1/call/options", json={"type": 4, "call_id": live[0]["call_id"], "intercom": "1234"}
+            "/v1/call/options", json={"type": 4, "call_id": live["call_id"], "intercom": "1234"}
         )
         assert reply.json() == {"success": True, "message": "Redirect successful"}, reply.text
         caller = await caller_task

@@ -142,17 +142,27 @@ def sipp_available() -> bool:
     return shutil.which("sipp") is not None
 
 
+# Ports this process has handed out. A port is free when asked for but is only bound
+# later, by whoever got it; the kernel may offer it again meanwhile, and two parts of one
+# test (a trunk's SIPp and rtpengine's ng socket, say) would then share it. Never again.
+_handed_out: set[int] = set()
+
+
 def free_udp_port() -> int:
-    """A port on 127.0.0.1 that is free for both UDP and TCP right now (SIP listens on both)."""
+    """A port on 127.0.0.1 that is free for both UDP and TCP right now (SIP listens on
+    both) and that this process has not handed out before."""
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind((LOOPBACK, 0))
             port: int = udp.getsockname()[1]
+            if port in _handed_out:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
                 try:
                     tcp.bind((LOOPBACK, port))
                 except OSError:
                     continue
+                _handed_out.add(port)
                 return port
     raise SippError("no port free for both UDP and TCP on 127.0.0.1 after 100 tries")
 
@@ -163,13 +173,14 @@ def free_media_port() -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
             first.bind((LOOPBACK, 0))
             port: int = first.getsockname()[1]
-            if port % 2 or port + 2 > 65535:
+            if port % 2 or port + 2 > 65535 or {port, port + 1, port + 2} & _handed_out:
                 continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
                 try:
                     second.bind((LOOPBACK, port + 2))
                 except OSError:
                     continue
+                _handed_out.update((port, port + 1, port + 2, port + 3))
                 return port
     raise SippError("no free even UDP port pair on 127.0.0.1 after 100 tries")
 

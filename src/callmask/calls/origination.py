@@ -58,6 +58,17 @@ class PlacedCall(CallBase, abc.ABC):
         self.answers: dict[str, Response] = {}
         self.hung_up: OutboundLeg | None = None
 
+    async def placeholder_offer(self, side: str) -> str:
+        """Start the media session with a placeholder for ``side`` (the party called
+        second, or the announcement); returns the SDP for the party called first."""
+        placeholder = placeholder_sdp(self.engine.local.host)
+        try:
+            offer = await self.engine.media.offer(self.id, side, placeholder)
+        except Exception as exc:
+            raise self.end(CallStatus.FAILED, f"media anchor failed: {exc}", by="system") from exc
+        self.media_started = True
+        return offer
+
     def place(self, number: str, caller_id: str, sdp: str) -> OutboundLeg:
         leg = OutboundLeg(
             self.engine.endpoint,
@@ -251,12 +262,7 @@ class ClickToCallFlow(PlacedCall):
     async def flow(self) -> None:
         request = self.request
         media = self.engine.media
-        placeholder = placeholder_sdp(self.engine.local.host)
-        try:
-            agent_offer = await media.offer(self.id, self.CUSTOMER_SIDE, placeholder)
-        except Exception as exc:
-            raise self.end(CallStatus.FAILED, f"media anchor failed: {exc}", by="system") from exc
-        self.media_started = True
+        agent_offer = await self.placeholder_offer(self.CUSTOMER_SIDE)
         agent = self.place(request.agent_number, request.caller_id, agent_offer)
         self.agent = agent
         answered, code = await self.ring(agent)
@@ -304,12 +310,7 @@ class AnnouncementFlow(PlacedCall):
 
     async def flow(self) -> None:
         media = self.engine.media
-        placeholder = placeholder_sdp(self.engine.local.host)
-        try:
-            offer = await media.offer(self.id, self.ANNOUNCEMENT_SIDE, placeholder)
-        except Exception as exc:
-            raise self.end(CallStatus.FAILED, f"media anchor failed: {exc}", by="system") from exc
-        self.media_started = True
+        offer = await self.placeholder_offer(self.ANNOUNCEMENT_SIDE)
         customer = self.place(self.request.customer_number, self.request.caller_id, offer)
         answered, code = await self.ring(customer)
         if not answered:
