@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -104,7 +105,22 @@ class NodeProcess:
     def log_tail(self) -> str:
         return (self.home / f"run{self.runs}.log").read_text(errors="replace")[-4000:]
 
-    async def stop(self) -> None:
+    async def kill(self) -> None:
+        """SIGKILL, as a crash would: no BYE, no CDR, and its rtpengine lives on."""
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             await self.process.wait()
+
+    async def stop(self) -> None:
+        """End the test's node whatever state it is in, leaving no process behind."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout=20)
+            except TimeoutError:
+                await self.kill()
+        # After a kill() the managed rtpengine was orphaned: end it too.
+        pkill = await asyncio.create_subprocess_exec(
+            "pkill", "-f", f"listen-ng=127.0.0.1:{self.ng_port}"
+        )
+        await pkill.wait()

@@ -70,7 +70,7 @@ async def test_a_node_killed_with_a_call_up_closes_it_when_it_starts_again(
             assert node.query("SELECT count(*) FROM open_calls WHERE answered_at IS NOT NULL") == [
                 (1,)
             ]
-            await node.stop()  # SIGKILL: no BYE, no CDR, rtpengine left running
+            await node.kill()  # no BYE, no CDR, rtpengine left running
             assert rtpengine_running(node.ng_port)
             await node.start()
             assert node.query("SELECT count(*) FROM open_calls") == [(0,)]
