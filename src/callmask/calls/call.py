@@ -48,6 +48,7 @@ from callmask.sip.transaction import (
 
 if TYPE_CHECKING:
     from callmask.calls.engine import CallEngine
+    from callmask.store.routes import Route
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -157,11 +158,12 @@ class InboundCall(CallBase):
         await self.engine.finish(self)
 
     async def _flow(self) -> None:
+        route = await self._lookup()
         # perf_counter, not the loop clock: uvloop's loop.time() has millisecond steps,
         # too coarse for a delay measured in fractions of a millisecond.
-        routed_at = time.perf_counter()
-        decision = await self._route()
-        callback_s = time.perf_counter() - routed_at
+        asked_at = time.perf_counter()
+        decision = await self._ask(route)
+        callback_s = time.perf_counter() - asked_at
         self.summary.details["callback_ms"] = round(callback_s * 1000, 1)
         log.info("routed decision=%s callback_ms=%.1f", decision, callback_s * 1000)
         match decision:
@@ -170,16 +172,32 @@ class InboundCall(CallBase):
             case PlayAudio():
                 await self._announce(decision)
 
-    async def _route(self) -> Decision:
+    async def _lookup(self) -> Route:
+        # Not raced against the caller's CANCEL as the slower steps are: the lookup is a
+        # local read (see store.routes), and a CANCEL that comes meanwhile is taken
+        # up by the very next step.
         try:
-            return await self._while_ringing(self.engine.route(self))
+            return await self.engine.lookup(self)
         except UnknownNumber as exc:
             raise self._refuse(404, CallStatus.FAILED, f"no action for number {exc}") from exc
+
+    async def _ask(self, route: Route) -> Decision:
+        try:
+            return await self._while_ringing(self.engine.ask(self, route))
         except RoutingFailed as exc:
             # 480: "the callee's end system was contacted but is unavailable right now":
             # the carrier plays its unavailable announcement instead of silence and
             # does not fail over its whole trunk as it might on a 503.
             raise self._refuse(480, CallStatus.FAILED, str(exc), "Temporarily Unavailable") from exc
+
+    async def _anchor_caller(self) -> str:
+        """Offer the caller's SDP to rtpengine; returns the offer for the far end."""
+        # Set before the request, not after: a call the caller cancels while the offer
+        # is in flight must still delete whatever rtpengine created (deleting a call
+        # rtpengine does not know is harmless).
+        self.media_started = True
+        caller_sdp = sdp_text(self.a.invite.body)
+        return await self.engine.media.offer(self.id, self.a.media_tag, caller_sdp)
 
     async def _media(self, work: Awaitable[T]) -> T:
         try:
@@ -193,15 +211,13 @@ class InboundCall(CallBase):
     # -- dial ----------------------------------------------------------------------
 
     async def _dial(self, decision: DialNumbers, callback_s: float) -> None:
-        a_sdp = sdp_text(self.a.invite.body)
         self.summary.command = self.summary.command or "dial"
         self.summary.caller_id_shown = decision.caller_id
         last_code: int | None = None
         tried: list[dict[str, object]] = []
         self.summary.details["tried"] = tried
         for number in decision.numbers:
-            offer = await self._media(self.engine.media.offer(self.id, self.a.media_tag, a_sdp))
-            self.media_started = True
+            offer = await self._media(self._anchor_caller())
             b = OutboundLeg(
                 self.engine.endpoint,
                 self.engine.local,
@@ -547,9 +563,7 @@ class InboundCall(CallBase):
                 f"unknown fileId {decision.file_id}",
                 "Temporarily Unavailable",
             )
-        a_sdp = sdp_text(self.a.invite.body)
-        await self._media(self.engine.media.offer(self.id, self.a.media_tag, a_sdp))
-        self.media_started = True
+        await self._media(self._anchor_caller())
         sdp = await self._media(
             self.engine.media.answer(self.id, self.a.media_tag, ANNOUNCEMENT_TAG, ANNOUNCEMENT_SDP)
         )

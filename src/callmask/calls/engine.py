@@ -15,6 +15,7 @@ import datetime as dt
 import ipaddress
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -70,8 +71,8 @@ from callmask.sip.transaction import (
     TransactionTimedOut,
 )
 from callmask.store.database import Database
-from callmask.store.models import AccountSettings
-from callmask.store.repositories import Actions, AudioFiles
+from callmask.store.repositories import AudioFiles
+from callmask.store.routes import Route, RouteLookup
 from callmask.webhooks.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class CallEngine:
         self.webhooks = webhooks
         self.tts = TextToSpeech(settings.data_dir / "tts")
         self.node_id = settings.effective_node_id
+        self.routes = RouteLookup(database)
         self.rtpengine_process: ManagedRtpengine | None = None  # when callmask runs it
         self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, self.on_event)
         self.local = LocalAddress(settings.sip_host, settings.sip_port)
@@ -147,6 +149,7 @@ class CallEngine:
         finally:
             self._group = None
             await self.endpoint.close()
+            self.routes.close()
 
     def stop(self) -> None:
         self._stopping = True
@@ -306,35 +309,40 @@ class CallEngine:
 
     # -- what calls ask of the engine -------------------------------------------
 
-    async def route(self, call: InboundCall) -> Decision:
+    async def lookup(self, call: InboundCall) -> Route:
+        """Whose number the caller dialled and what its action is; fills in the call's
+        summary. Raises ``UnknownNumber`` for a DID that is not ours or has no action."""
         summary = call.summary
         user = request_user(call.a.invite)
         try:
             did = normalise(user or "", self.settings.default_region)
         except InvalidInput:
             did = None
-        found = None
-        if did is not None:
-            async with self.database.session() as session:
-                found = await Actions(session).for_did(did)
-        if did is None or found is None:
+        route = None if did is None else await self.routes.find(did)
+        if did is None or route is None:
             raise UnknownNumber(user or "")
-        number, action = found
-        summary.account_id = number.account_id
+        summary.account_id = route.account_id
         summary.did = did
-        summary.action_key = action.action_key
-        call.status_url = action.status_url
-        call.action_type = action.type
-        if action.type == "ANONYMIZE":
-            call.webhook_url = await self._account_webhook(number.account_id)
+        summary.action_key = route.action_key
+        call.status_url = route.status_url
+        call.action_type = route.action_type
+        if route.action_type == "ANONYMIZE":
+            call.webhook_url = route.account_webhook_url
+        return route
+
+    async def ask(self, call: InboundCall, route: Route) -> Decision:
+        """The customer's routing callback for this call. Raises ``RoutingFailed``."""
+        summary = call.summary
+        did = summary.did
+        assert did is not None, "lookup() comes first"
         settings = self.settings
-        started = asyncio.get_running_loop().time()
+        started = time.perf_counter()
         try:
-            if action.type == "ANONYMIZE":
+            if route.action_type == "ANONYMIZE":
                 summary.service = "anonymize"
                 return await tata.ask(
                     self.http,
-                    action.callback_url,
+                    route.callback_url,
                     uuid=summary.record_id,
                     call_id=summary.public_call_id,
                     did=did,
@@ -346,7 +354,7 @@ class CallEngine:
                 )
             return await infobip.ask(
                 self.http,
-                action.callback_url,
+                route.callback_url,
                 caller=summary.caller,
                 did=did,
                 timeout_s=settings.callback_timeout,
@@ -357,7 +365,7 @@ class CallEngine:
             metrics.CALLBACK_FAILURES.inc()
             raise
         finally:
-            metrics.CALLBACK_SECONDS.observe(asyncio.get_running_loop().time() - started)
+            metrics.CALLBACK_SECONDS.observe(time.perf_counter() - started)
 
     async def audio_path(self, call: InboundCall, file_id: str) -> Path | None:
         account_id = call.summary.account_id
@@ -549,13 +557,6 @@ class CallEngine:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         call.post(TransferRequested(number, done))
         return await done
-
-    async def _account_webhook(self, account_id: str | None) -> str | None:
-        if account_id is None:
-            return None
-        async with self.database.session() as session:
-            settings = await session.get(AccountSettings, account_id)
-        return settings.webhook_url if settings is not None else None
 
     def payload_for(self, event_type: str, summary: CallSummary) -> dict[str, object]:
         """The body of the report a call's end causes: Infobip's status report or Tata's
