@@ -1,26 +1,34 @@
-"""Call-records bench: p50/p99 of ``GET /v1/call/records`` over 1,000,000 CDRs on PostgreSQL.
+"""Call-records bench: p50/p99 of ``GET /v1/call/records`` over 1,000,000 CDRs, on
+PostgreSQL or SQLite.
 
-    .venv/bin/python bench/records.py [--server-url postgresql+asyncpg://postgres@127.0.0.1:5432/test]
+    .venv/bin/python bench/records.py [--database postgresql|sqlite]
+                                      [--server-url postgresql+asyncpg://postgres@127.0.0.1:5432/test]
                                       [--rows 1000000] [--accounts 1] [--runs 200] [--keep]
+                                      [--no-analyze]
 
 What it does, in this order:
 
-1. creates a scratch database ``callmask_bench_records_<pid>`` on the server of
-   ``--server-url`` and migrates it to head (so the indexes and the triggers that keep
-   the daily counts are the migration's, and the COPY below goes through them);
+1. makes a scratch database, PostgreSQL: ``callmask_bench_records_<pid>`` on the server
+   of ``--server-url``; SQLite: a file in a new temporary directory; and migrates it to
+   head with the project's migrations (so the indexes and the triggers that keep the
+   daily counts are the migration's, and the bulk load below goes through them);
 2. creates ``--accounts`` accounts, 50 agents for the measured (first) account, and
-   ``--rows`` CDRs with ``COPY`` in batches of 100,000, the measured account holding
-   ``1/accounts`` of them (default: all 1,000,000, the worst case for it), spread over
-   one year, with the mix of directions, services, statuses, durations, departments
-   and repeat customers described in ``make_rows``;
-3. ``VACUUM ANALYZE`` (what autovacuum does to a table that stopped changing; it sets
-   the visibility map that index-only counts need);
+   ``--rows`` CDRs in batches of 100,000 (PostgreSQL: ``COPY``; SQLite: ``executemany``
+   of the stdlib ``sqlite3`` module, one transaction per batch), the measured account
+   holding ``1/accounts`` of them (default: all 1,000,000, the worst case for it),
+   spread over one year, with the mix of directions, services, statuses, durations,
+   departments and repeat customers described in ``make_rows``; then checks that the
+   daily counts add up to the rows;
+3. gathers planner statistics, unless ``--no-analyze``: PostgreSQL ``VACUUM ANALYZE``
+   (what autovacuum does to a table that stopped changing; it sets the visibility map
+   that index-only counts need), SQLite ``ANALYZE``;
 4. starts the real app (``create_app``) over the scratch database and sends the typical
    filtered queries below through an httpx ASGI client with the account's key, ``--runs``
    times each with different parameters (days, customers, agents) after 5 warm-up runs;
 5. prints p50/p99/max per query, and drops the database unless ``--keep``.
 
-Loading is bounded by ``--load-timeout-s``; every query run by the request count.
+Loading (rows and statistics) is bounded by ``--load-timeout-s``; every query run by the
+request count.
 """
 
 from __future__ import annotations
@@ -30,24 +38,29 @@ import asyncio
 import datetime as dt
 import os
 import random
+import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
+from sqlalchemy import func, select
+from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import make_url
 
 from callmask.api.app import create_app
 from callmask.config import Settings
 from callmask.store.database import Database
 from callmask.store.migrate import upgrade
+from callmask.store.models import CallRecord, CallRecordDailyCount
 from callmask.store.repositories import Accounts
 from callmask.store.tata_repositories import Agents
 
@@ -85,6 +98,7 @@ COLUMNS = (
     "department",
     "ivr",
 )
+Row = tuple[Any, ...]  # one CDR, the values of COLUMNS
 STATUSES = [
     ("answered", None, "normal clearing"),
     ("no answer", 480, "no answer"),
@@ -106,7 +120,7 @@ def make_rows(
     first: int,
     account_ids: list[str],
     agents: list[tuple[int, str]],
-) -> Iterator[tuple[Any, ...]]:
+) -> Iterator[Row]:
     """``count`` CDRs: 60 % inbound (70 % anonymize, 30 % number masking), 40 % outbound
     (75 % click-to-call with an agent, 25 % OTP broadcast); 65 % answered; talk time
     exponential around 2 minutes; 30 % of inbound calls carry a department, 20 % an IVR.
@@ -234,16 +248,16 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-async def admin(dsn: str, statement: str) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
+@dataclass
+class Tenants:
+    """The accounts, made through the repositories; the first is the measured one."""
+
+    api_key: str
+    account_ids: list[str]
+    agents: list[tuple[int, str]]  # (agent id, follow-me number) of the measured account
 
 
-async def load(url: str, rows: int, accounts: int, rng: random.Random) -> Sample:
-    """Accounts, agents and CDRs; returns what the queries pick parameters from."""
+async def create_tenants(url: str, accounts: int) -> Tenants:
     database = Database(url)
     try:
         async with database.session() as session:
@@ -260,32 +274,202 @@ async def load(url: str, rows: int, accounts: int, rng: random.Random) -> Sample
             ]
     finally:
         await database.close()
-    agent_pairs = [(agent.id, agent.follow_me_number) for agent in agents]
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
+    return Tenants(
+        api_key=created[0][1],
+        account_ids=account_ids,
+        agents=[(agent.id, agent.follow_me_number) for agent in agents],
+    )
+
+
+class ScratchDatabase(Protocol):
+    """A database made for one run: migrated to head, bulk loaded, then dropped."""
+
+    label: str
+    url: str
+
+    async def create(self) -> None:
+        """An empty database at ``url``."""
+
+    async def load(self, batches: Iterable[list[Row]], deadline: float, *, analyze: bool) -> None:
+        """Write the batches of CDRs and (``analyze``) gather the planner's statistics,
+        by the ``time.monotonic()`` deadline or raise TimeoutError."""
+
+    async def drop(self, *, keep: bool) -> None: ...
+
+
+class ScratchPostgreSQL:
+    label = "PostgreSQL"
+
+    def __init__(self, server_url: str) -> None:
+        base = make_url(server_url)
+        self.name = f"callmask_bench_records_{os.getpid()}"
+        self.admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.url = base.set(database=self.name).render_as_string(hide_password=False)
+
+    async def _admin(self, statement: str) -> None:
+        connection = await asyncpg.connect(self.admin_dsn)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    async def create(self) -> None:
+        await self._admin(f'CREATE DATABASE "{self.name}"')
+
+    async def load(self, batches: Iterable[list[Row]], deadline: float, *, analyze: bool) -> None:
+        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        async with asyncio.timeout(deadline - time.monotonic()):
+            connection = await asyncpg.connect(dsn)
+            try:
+                for batch in batches:
+                    await connection.copy_records_to_table(
+                        "call_records", records=batch, columns=COLUMNS
+                    )
+                if analyze:
+                    started = time.perf_counter()
+                    # What autovacuum does to a table that stopped changing; it also sets
+                    # the visibility map that index-only counts need.
+                    await connection.execute("VACUUM ANALYZE call_records")
+                    elapsed_s = time.perf_counter() - started
+                    print(f"  VACUUM ANALYZE {elapsed_s:.1f} s", file=sys.stderr)
+            finally:
+                await connection.close()
+
+    async def drop(self, *, keep: bool) -> None:
+        if keep:
+            print(f"kept database {self.name}", file=sys.stderr)
+            return
+        await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def sqlite_time_format() -> Callable[[dt.datetime | None], str | None]:
+    """The strings SQLAlchemy writes for the CDR times on SQLite (the app's own writes
+    and the filters' bound values), so that loaded rows compare like the app's."""
+    dialect = SQLiteDialect()
+    column_type = CallRecord.__table__.c.invited_at.type.dialect_impl(dialect)
+    process = column_type.bind_processor(dialect)
+    assert process is not None
+    return process
+
+
+SQLITE_TIME = sqlite_time_format()
+TIME_COLUMNS = [COLUMNS.index(name) for name in COLUMNS if name.endswith("_at")]
+# Holds the indexes' pages while rows arrive in random key order (id, call_id); at the
+# default 2 MiB every insert rereads index pages from the file.
+SQLITE_LOAD_CACHE_KIB = 256 * 1024
+# VM instructions between deadline checks: a few milliseconds of work.
+SQLITE_PROGRESS_STEPS = 100_000
+
+
+def sqlite_row(row: Row) -> Row:
+    values = list(row)
+    for index in TIME_COLUMNS:
+        values[index] = SQLITE_TIME(values[index])
+    return tuple(values)
+
+
+class ScratchSQLite:
+    """A database file in a temporary directory, loaded with the stdlib ``sqlite3``
+    module: ``executemany`` of 100,000 rows per transaction, through the migration's
+    triggers (so the daily counts are kept as a node keeps them), then ``ANALYZE``."""
+
+    label = "SQLite"
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="callmask_bench_records_"))
+        self.path = self.directory / "callmask.db"
+        self.url = f"sqlite+aiosqlite:///{self.path}"
+
+    async def create(self) -> None:
+        """Nothing to do: migrating makes the file."""
+
+    async def load(self, batches: Iterable[list[Row]], deadline: float, *, analyze: bool) -> None:
+        # Blocking, and so beyond asyncio's timeouts: SQLite is told to stop instead.
+        connection = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            connection.execute("PRAGMA foreign_keys=ON")  # as the app's connections
+            connection.execute(f"PRAGMA cache_size=-{SQLITE_LOAD_CACHE_KIB}")
+            connection.set_progress_handler(
+                lambda: time.monotonic() > deadline, SQLITE_PROGRESS_STEPS
+            )
+            insert = (
+                f"INSERT INTO call_records ({', '.join(COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(COLUMNS))})"
+            )
+            for batch in batches:
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                connection.execute("BEGIN")
+                connection.executemany(insert, map(sqlite_row, batch))
+                connection.execute("COMMIT")
+            if analyze:
+                started = time.perf_counter()
+                connection.execute("ANALYZE")
+                print(f"  ANALYZE {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        except sqlite3.OperationalError as exc:
+            if time.monotonic() > deadline:  # the progress handler interrupted it
+                raise TimeoutError from exc
+            raise
+        finally:
+            connection.close()
+
+    async def drop(self, *, keep: bool) -> None:
+        if keep:
+            print(f"kept database file {self.path}", file=sys.stderr)
+            return
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def check_daily_counts(url: str) -> None:
+    """The triggers saw every row: the daily counts add up to the rows."""
+    database = Database(url)
+    try:
+        async with database.session() as session:
+            rows = await session.scalar(
+                select(func.count())
+                .select_from(CallRecord)
+                .where(CallRecord.account_id.is_not(None))
+            )
+            counted = await session.scalar(select(func.sum(CallRecordDailyCount.calls)))
+    finally:
+        await database.close()
+    if rows != counted:
+        raise SystemExit(f"daily counts add up to {counted}, but there are {rows} CDRs")
+
+
+async def load(
+    scratch: ScratchDatabase,
+    rows: int,
+    accounts: int,
+    rng: random.Random,
+    deadline: float,
+    *,
+    analyze: bool,
+) -> Sample:
+    """Accounts, agents and CDRs; returns what the queries pick parameters from."""
+    tenants = await create_tenants(scratch.url, accounts)
+    measured = tenants.account_ids[0]
     call_ids: list[str] = []
     clients: list[str] = []
-    try:
+
+    def batches() -> Iterator[list[Row]]:
         for first in range(0, rows, BATCH_ROWS):
-            batch = list(
-                make_rows(rng, min(BATCH_ROWS, rows - first), first, account_ids, agent_pairs)
-            )
-            picked = [r for r in batch[:: max(1, len(batch) // 200)] if r[2] == account_ids[0]]
+            count = min(BATCH_ROWS, rows - first)
+            batch = list(make_rows(rng, count, first, tenants.account_ids, tenants.agents))
+            picked = [r for r in batch[:: max(1, len(batch) // 200)] if r[2] == measured]
             call_ids.extend(r[1] for r in picked)
             # caller of an inbound call, called party of an outbound one
             clients.extend(r[6] if r[3] == "inbound" else r[7] for r in picked)
-            await connection.copy_records_to_table("call_records", records=batch, columns=COLUMNS)
+            yield batch
             print(f"  loaded {first + len(batch):>9,} rows", file=sys.stderr)
-        started = time.perf_counter()
-        await connection.execute("VACUUM ANALYZE call_records")
-        print(f"  VACUUM ANALYZE {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    finally:
-        await connection.close()
+
+    await scratch.load(batches(), deadline, analyze=analyze)
+    await check_daily_counts(scratch.url)
     return Sample(
-        api_key=created[0][1],
+        api_key=tenants.api_key,
         call_ids=call_ids,
         clients=[c for c in clients if c not in DIDS],
-        agent_ids=[agent_id for agent_id, _ in agent_pairs],
+        agent_ids=[agent_id for agent_id, _ in tenants.agents],
     )
 
 
@@ -332,14 +516,21 @@ async def measure(
     return results
 
 
+def scratch_database(args: argparse.Namespace) -> ScratchDatabase:
+    if args.database == "sqlite":
+        return ScratchSQLite()
+    return ScratchPostgreSQL(args.server_url)
+
+
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument(
         "--server-url",
         default=os.environ.get(
             "CALLMASK_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
         ),
-        help="any database URL on the PostgreSQL server to use (a scratch database is made)",
+        help="PostgreSQL only: any database URL on the server to use (a scratch database is made)",
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--accounts", type=int, default=1)
@@ -347,36 +538,41 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--load-timeout-s", type=float, default=900)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="measure without planner statistics, as a SQLite node's file is: SQLite, "
+        "unlike PostgreSQL's autovacuum, never gathers them by itself",
+    )
     args = parser.parse_args()
 
-    base = make_url(args.server_url)
-    name = f"callmask_bench_records_{os.getpid()}"
-    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    url = base.set(database=name).render_as_string(hide_password=False)
-    await admin(admin_dsn, f'CREATE DATABASE "{name}"')
+    scratch = scratch_database(args)
+    await scratch.create()
     try:
-        await asyncio.to_thread(upgrade, url)
+        # The migration's indexes and triggers, so the load goes through them.
+        await asyncio.to_thread(upgrade, scratch.url)
         started = time.perf_counter()
-        async with asyncio.timeout(args.load_timeout_s):
-            sample = await load(url, args.rows, args.accounts, random.Random(args.seed))
+        deadline = time.monotonic() + args.load_timeout_s
+        rng = random.Random(args.seed)
+        sample = await load(
+            scratch, args.rows, args.accounts, rng, deadline, analyze=not args.no_analyze
+        )
         load_s = time.perf_counter() - started
-        results = await measure(url, sample, args.runs, args.seed)
+        results = await measure(scratch.url, sample, args.runs, args.seed)
     finally:
-        if args.keep:
-            print(f"kept database {name}", file=sys.stderr)
-        else:
-            await admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await scratch.drop(keep=args.keep)
 
     measured_rows = args.rows // args.accounts
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     print(
         f"{args.rows:,} CDRs ({measured_rows:,} of the measured account), loaded in "
-        f"{load_s:.0f} s; {args.runs} runs per query through the ASGI app, PostgreSQL"
+        f"{load_s:.0f} s; {args.runs} runs per query through the ASGI app, {scratch.label}"
+        + (", no planner statistics" if args.no_analyze else "")
     )
     print(f"{'query':<44} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'avg count':>11}")
-    for name_, timings_ms, mean_count in results:
+    for name, timings_ms, mean_count in results:
         print(
-            f"{name_:<44} {statistics.median(timings_ms):8.1f} "
+            f"{name:<44} {statistics.median(timings_ms):8.1f} "
             f"{percentile(timings_ms, 0.99):8.1f} {max(timings_ms):8.1f} {mean_count:11,.0f}"
         )
 
