@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from callmask import heap
 from callmask.calls.engine import CallEngine, Notifier
 from callmask.config import Settings
 from callmask.media.rtpengine import RtpengineClient, packet_counts
@@ -86,6 +87,7 @@ async def running_call_path(
             if serving.done():
                 ready.cancel()
                 serving.result()  # raises why SIP could not start (e.g. port in use)
+        heap.settle()
         yield engine
     finally:
         engine.stop()
