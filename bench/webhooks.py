@@ -3,8 +3,8 @@
     .venv/bin/python bench/webhooks.py [--database-url URL] [--events 10000] [--rate 150]
 
 Two phases, each with ``--events`` events, both through the real ``DeliveryWorker``
-with its production defaults (concurrency 50, batch 100), the app's kind of httpx
-client, and a real store (a fresh SQLite file in a temporary directory unless
+with its production defaults (concurrency 50, batch 100), the app's kind of aiohttp
+session, and a real store (a fresh SQLite file in a temporary directory unless
 ``--database-url`` names another; a PostgreSQL one is migrated to head first):
 
 - burst: all events enqueued as fast as possible in transactions of ``--batch``; it
@@ -40,11 +40,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from callmask.outbound import WEBHOOK_USER_AGENT, client_session
 from callmask.store.database import Database
 from callmask.store.migrate import upgrade
 from callmask.store.repositories import Accounts
 from callmask.webhooks.outbox import enqueue
-from callmask.webhooks.transport import delivery_client
 from callmask.webhooks.worker import DEFAULT_CONCURRENCY, DeliveryWorker
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
@@ -239,7 +239,14 @@ async def main(args: argparse.Namespace) -> None:
         async with database.session() as session:
             account, _ = await Accounts(session).create("bench")
         # The client the app's lifespan gives the worker.
-        async with delivery_client(DEFAULT_CONCURRENCY) as http, asyncio.TaskGroup() as tasks:
+        async with (
+            client_session(
+                allow_private=True,
+                max_connections=DEFAULT_CONCURRENCY,
+                user_agent=WEBHOOK_USER_AGENT,
+            ) as http,
+            asyncio.TaskGroup() as tasks,
+        ):
             worker = DeliveryWorker(database, http, allow_private=True)
             print(
                 f"worker: concurrency={worker.concurrency} batch_size={worker.batch_size} "

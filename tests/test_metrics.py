@@ -20,6 +20,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import callmask.calls.metrics  # noqa: F401
 from callmask.api.app import create_app
 from callmask.config import Settings
+from callmask.outbound import WEBHOOK_USER_AGENT, client_session
 from callmask.store.database import Database
 from callmask.webhooks.outbox import enqueue
 from callmask.webhooks.worker import DeliveryWorker
@@ -130,8 +132,10 @@ async def test_the_metrics_endpoint_is_documented_as_text(client: httpx.AsyncCli
 
 
 @pytest.fixture
-async def worker_http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as http:
+async def worker_http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with client_session(
+        allow_private=True, max_connections=10, user_agent=WEBHOOK_USER_AGENT
+    ) as http:
         yield http
 
 
@@ -151,7 +155,7 @@ async def test_one_scrape_carries_every_family_and_the_outbox_as_it_is(
     database: Database,
     tenant: Tenant,
     receiver: Receiver,
-    worker_http: httpx.AsyncClient,
+    worker_http: aiohttp.ClientSession,
 ) -> None:
     before = await scrape(client)
     for name, kind in FAMILIES.items():

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-
 import pytest
 
 from callmask.errors import InvalidInput
-from callmask.netguard import BlockedAddress, check_url, resolve_public
+from callmask.netguard import BlockedAddress, check_resolved, check_url
 
 # Addresses a customer must not make callmask call, in every spelling the C resolver
 # understands: loopback, RFC 1918, link-local (cloud metadata), CGNAT, unspecified,
@@ -118,29 +115,35 @@ def test_the_operator_flag_allows_private_addresses(url: str) -> None:
     assert check_url(url, allow_private=True) == url
 
 
-async def test_a_name_that_resolves_to_a_non_public_address_is_refused_before_the_request() -> None:
-    # check_url lets names through (DNS changes); resolve_public runs before every
-    # request. This machine's own host name resolves to loopback or a private address
-    # on any CI box; a name in public DNS would need the network.
-    host = socket.gethostname()
-    addresses = {info[4][0] for info in socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)}
-    if all(ipaddress.ip_address(a).is_global for a in addresses):
-        pytest.skip(f"host name {host} resolves to public addresses only: {addresses}")
-    url = f"http://{host}:9/callback"
-    assert check_url(url, allow_private=False) == url
+# check_url lets names through (DNS changes); check_resolved judges what a name resolves
+# to, at connect time (the session's resolver: tests/test_outbound.py).
+RESOLVED_NON_PUBLIC = [
+    "127.0.0.1",
+    "10.0.0.1",
+    "172.16.0.1",
+    "192.168.1.10",
+    "169.254.169.254",
+    "100.64.0.1",
+    "0.0.0.0",
+    "224.0.0.1",
+    "::1",
+    "::",
+    "fd00::1",
+    "fe80::1",
+    "::ffff:127.0.0.1",
+    "64:ff9b::a00:1",
+    "64:ff9b:1::808:808",
+    "::7f00:1",
+    "2002:7f00:1::",
+]
+
+
+@pytest.mark.parametrize("address", RESOLVED_NON_PUBLIC)
+def test_a_name_that_resolves_to_a_non_public_address_is_refused(address: str) -> None:
     with pytest.raises(BlockedAddress, match="resolves to a non-public address"):
-        await resolve_public(url, allow_private=False)
+        check_resolved("callback.example", ["93.184.216.34", address])
 
 
-async def test_a_literal_non_public_address_is_refused_at_request_time_too() -> None:
-    with pytest.raises(BlockedAddress):
-        await resolve_public("http://127.1:9/x", allow_private=False)
-
-
-async def test_resolution_is_skipped_when_private_addresses_are_allowed() -> None:
-    await resolve_public("http://127.0.0.1:9/x", allow_private=True)
-
-
-async def test_an_unresolvable_name_is_refused_at_request_time() -> None:
-    with pytest.raises(InvalidInput, match="cannot resolve"):
-        await resolve_public("http://no-such-host.invalid/x", allow_private=False)
+def test_a_name_that_resolves_to_public_addresses_only_is_accepted() -> None:
+    check_resolved("callback.example", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
+    check_resolved("callback.example", ["64:ff9b::808:808"])  # NAT64 of a public address

@@ -23,8 +23,6 @@ class CallIdFilter(logging.Filter):
 
 def configure(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=FORMAT)
+    # No HTTP client logger to quiet: aiohttp's client writes no line per request.
     for handler in logging.getLogger().handlers:
         handler.addFilter(CallIdFilter())
-    if level.upper() != "DEBUG":
-        # One line per HTTP request to a customer's server is noise at call rates.
-        logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -6,17 +6,20 @@ a URL must not lead to loopback, private (RFC 1918, RFC 4193), link-local (169.2
 including cloud metadata endpoints), CGNAT, multicast, unspecified or reserved
 addresses.
 
-Two checks, because DNS answers change: ``check_url`` at configuration time looks at
-the URL itself (scheme, literal IPs, ``localhost``) without resolving anything, so a
-name that does not resolve yet is accepted; ``resolve_public`` runs right before each
-request and refuses if any address the name resolves to is not public.
+Two checks, because DNS answers change: ``check_url`` looks at the URL itself (scheme,
+literal IPs, ``localhost``) without resolving anything, at configuration time (so a
+name that does not resolve yet is accepted) and again before each request;
+``check_resolved`` refuses a name if any address it resolves to is not public. The
+latter runs inside the HTTP client's resolver (``callmask.outbound``), on the very
+addresses the connection is then made to: a second lookup of our own could get a
+different answer from a DNS server that changes it between the two (DNS rebinding).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from callmask.errors import InvalidInput
@@ -108,19 +111,9 @@ def check_url(url: str, *, allow_private: bool, field: str = "url") -> str:
     return url
 
 
-async def resolve_public(url: str, *, allow_private: bool) -> None:
-    """Right before a request: refuse if the host resolves to any non-public address."""
-    check_url(url, allow_private=allow_private)
-    if allow_private:
-        return
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise InvalidInput(f"cannot resolve {host}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+def check_resolved(host: str, addresses: Iterable[str]) -> None:
+    """Refuse ``host`` if any of the addresses it resolved to is not public."""
+    for text in addresses:
+        address = ipaddress.ip_address(text)
         if not _is_public(address):
             raise BlockedAddress(f"{host} resolves to a non-public address ({address})")

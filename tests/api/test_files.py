@@ -18,11 +18,15 @@ import pytest
 
 from callmask.api.app import create_app
 from callmask.config import Settings
+from callmask.media.audio import fetch_audio
+from callmask.netguard import BlockedAddress
+from callmask.outbound import client_session
 from callmask.store.database import Database
 from callmask.store.models import AudioFile
 from tests.api.infobip import assert_error, count
 from tests.conftest import Tenant, make_settings
 from tests.support.audio import AudioSamples
+from tests.support.dns import StaticResolver
 from tests.support.receiver import Receiver, Reply, free_port
 
 pytestmark = pytest.mark.interop  # real MP3s and WAVs from espeak-ng + lame
@@ -263,6 +267,24 @@ async def test_an_audio_url_into_the_operators_network_is_refused(
                 assert_error(reply, 400, "BAD_REQUEST", mentions="url")
     assert receiver.requests == []  # refused before any request was made
     await assert_nothing_stored(database, settings)
+
+
+async def test_an_audio_url_whose_name_resolves_into_the_operators_network_is_refused(
+    receiver: Receiver,
+) -> None:
+    # The URL passes check_url (a name); the session's resolver finds 127.0.0.1.
+    receiver.always("/winxp.mp3", Reply(200, b"ID3"))
+    dns = StaticResolver({"audio.test": ["127.0.0.1"]})
+    async with client_session(allow_private=False, max_connections=2, upstream=dns) as http:
+        with pytest.raises(BlockedAddress, match=r"audio\.test resolves to a non-public address"):
+            await fetch_audio(
+                http,
+                f"http://audio.test:{receiver.port}/winxp.mp3",
+                max_bytes=MAX_BYTES,
+                timeout_s=2,
+                allow_private=False,
+            )
+    assert receiver.requests == []
 
 
 async def test_a_slow_audio_server_is_given_up_on(

@@ -1,6 +1,6 @@
-"""Fixtures for the webhook tests: an HTTP client that ignores proxy settings, a
-worker factory with test-sized delays, a fake wall clock, and small helpers to
-enqueue events and wait for the store to reach a state."""
+"""Fixtures for the webhook tests: the worker's kind of HTTP session, a worker
+factory with test-sized delays, a fake wall clock, and small helpers to enqueue events
+and wait for the store to reach a state."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 from sqlalchemy import select
 
 from callmask.config import Settings
+from callmask.outbound import WEBHOOK_USER_AGENT, client_session
 from callmask.store.database import Database
 from callmask.store.models import WebhookAttempt, WebhookEvent, utcnow
 from callmask.webhooks.outbox import enqueue
-from callmask.webhooks.worker import DeliveryWorker
+from callmask.webhooks.worker import DEFAULT_CONCURRENCY, DeliveryWorker
 from tests.conftest import Tenant, make_settings
 
 FAST_SCHEDULE_S = (0.05, 0.05, 0.05, 0.05, 0.05)
@@ -32,9 +33,12 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    # allow_private as make_worker's default: the receivers listen on 127.0.0.1.
+    async with client_session(
+        allow_private=True, max_connections=DEFAULT_CONCURRENCY, user_agent=WEBHOOK_USER_AGENT
+    ) as session:
+        yield session
 
 
 class FakeClock:
@@ -51,7 +55,9 @@ class FakeClock:
         self.now += dt.timedelta(seconds=seconds)
 
 
-def make_worker(database: Database, http: httpx.AsyncClient, **overrides: Any) -> DeliveryWorker:
+def make_worker(
+    database: Database, http: aiohttp.ClientSession, **overrides: Any
+) -> DeliveryWorker:
     options: dict[str, Any] = {
         "allow_private": True,
         "timeout_s": 2.0,

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -26,7 +27,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 @pytest.fixture
 async def three_deliveries(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> dict[str, str]:
     """One delivered, one dead, one pending (waiting for a retry), in that order."""
     receiver.answer("/ok", Reply(200, "thanks"))
@@ -148,7 +149,7 @@ async def test_a_customer_sees_every_attempt_of_a_delivery(
 async def test_a_customer_resends_a_dead_delivery(
     client: httpx.AsyncClient,
     database: Database,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     receiver: Receiver,
     tenant: Tenant,
     three_deliveries: dict[str, str],
@@ -168,7 +169,7 @@ async def test_a_customer_resends_a_dead_delivery(
 async def test_a_delivered_event_can_be_sent_again_too(
     client: httpx.AsyncClient,
     database: Database,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     receiver: Receiver,
     tenant: Tenant,
     three_deliveries: dict[str, str],
@@ -299,7 +300,7 @@ def sample(text: str, name: str) -> float:
 async def test_the_operator_reads_outbox_metrics(
     client: httpx.AsyncClient,
     database: Database,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     receiver: Receiver,
     tenant: Tenant,
 ) -> None:

@@ -7,15 +7,17 @@ import asyncio
 import json
 from collections import Counter
 
-import httpx
+import aiohttp
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
+from callmask.outbound import client_session
 from callmask.store.database import Database
 from callmask.store.models import WebhookAttempt, WebhookEvent
 from callmask.webhooks.outbox import enqueue
 from callmask.webhooks.repository import Secrets
 from tests.conftest import Tenant
+from tests.support.dns import StaticResolver
 from tests.support.receiver import Receiver, Reply, free_port, running_receiver
 from tests.webhooks.conftest import (
     FakeClock,
@@ -35,7 +37,7 @@ async def active_secrets(database: Database, tenant: Tenant) -> list[str]:
 
 
 async def test_a_healthy_receiver_gets_exactly_one_signed_delivery(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     payload = {"action": "dial", "status": "answered", "duration": 42, "from": "+4915112345"}
     worker = make_worker(database, http)
@@ -60,7 +62,7 @@ async def test_a_healthy_receiver_gets_exactly_one_signed_delivery(
 
 
 async def test_a_receiver_failing_twice_gets_it_on_the_third_try_and_the_log_shows_three(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     receiver.answer("/hook", Reply(500, "oops"), Reply(500, "still down"), Reply(200, "ok"))
     worker = make_worker(database, http)
@@ -86,7 +88,7 @@ async def test_a_receiver_failing_twice_gets_it_on_the_third_try_and_the_log_sho
 
 
 async def test_gone_410_is_final_after_one_attempt(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     receiver.always("/gone", Reply(410, "endpoint removed"))
     worker = make_worker(database, http)
@@ -102,7 +104,7 @@ async def test_gone_410_is_final_after_one_attempt(
 
 
 async def test_a_redirect_is_not_followed_and_is_final(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     receiver.always("/moved", Reply(302, headers={"location": receiver.url("/elsewhere")}))
     worker = make_worker(database, http)
@@ -114,7 +116,7 @@ async def test_a_redirect_is_not_followed_and_is_final(
 
 
 async def test_a_receiver_exhausting_the_schedule_ends_dead(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     receiver.always("/down", Reply(503))
     worker = make_worker(database, http, schedule=(0.01, 0.01))
@@ -129,7 +131,7 @@ async def test_a_receiver_exhausting_the_schedule_ends_dead(
 
 
 async def test_retry_after_in_seconds_and_as_a_date_sets_the_next_attempt(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     receiver.answer(
         "/busy",
@@ -161,7 +163,7 @@ async def test_retry_after_in_seconds_and_as_a_date_sets_the_next_attempt(
 
 
 async def test_retry_after_is_honoured_in_real_time(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     receiver.answer("/slow-down", Reply(503, headers={"retry-after": "1"}), Reply(200))
     worker = make_worker(database, http)  # schedule 0.05 s: Retry-After must win
@@ -179,7 +181,7 @@ async def test_retry_after_is_honoured_in_real_time(
 
 
 async def test_a_receiver_that_does_not_answer_in_time_is_retried(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     receiver.answer("/stuck", Reply(200, delay_s=1.0), Reply(200))
     worker = make_worker(database, http, timeout_s=0.2, lease_s=1.0)
@@ -194,7 +196,7 @@ async def test_a_receiver_that_does_not_answer_in_time_is_retried(
 
 
 async def test_events_of_one_call_arrive_in_order_even_across_retries(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     # The first report of call A fails once; A's later reports must wait for it, while
     # call B's report is not held up by A.
@@ -219,7 +221,7 @@ async def test_events_of_one_call_arrive_in_order_even_across_retries(
 
 
 async def test_a_dead_event_does_not_block_the_rest_of_its_call(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     receiver.answer("/c", Reply(410))
     first = await enqueue_one(database, tenant, receiver.url("/c"), {"n": 1}, ordering_key="k")
@@ -233,7 +235,7 @@ async def test_a_dead_event_does_not_block_the_rest_of_its_call(
 
 
 async def test_an_address_on_the_operators_network_is_refused_and_final(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     worker = make_worker(database, http, allow_private=False)
     event_id = await enqueue_one(database, tenant, receiver.url("/internal"))
@@ -246,8 +248,29 @@ async def test_an_address_on_the_operators_network_is_refused_and_final(
     assert (attempt.status_code, attempt.outcome) == (None, "dead")
 
 
+async def test_a_name_that_resolves_into_the_operators_network_is_refused_and_final(
+    database: Database, receiver: Receiver, tenant: Tenant
+) -> None:
+    # The URL passes check_url (a name); the session's resolver finds 127.0.0.1.
+    dns = StaticResolver({"status.test": ["127.0.0.1"]})
+    url = f"http://status.test:{receiver.port}/status"
+    event_id = await enqueue_one(database, tenant, url)
+    async with client_session(allow_private=False, max_connections=2, upstream=dns) as strict:
+        worker = make_worker(database, strict, allow_private=False)
+        assert await worker.run_once() == 1
+    assert dns.asked == ["status.test"]
+    assert receiver.requests == []
+    event = await event_row(database, event_id)
+    assert event.status == "dead"
+    assert event.last_error == (
+        "refused URL: status.test resolves to a non-public address (127.0.0.1)"
+    )
+    [attempt] = await attempt_rows(database, event_id)
+    assert (attempt.status_code, attempt.outcome) == (None, "dead")
+
+
 async def test_after_rotation_both_secrets_sign_until_the_old_one_is_revoked(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     [old] = await active_secrets(database, tenant)
     async with database.session() as session:
@@ -273,7 +296,7 @@ async def test_after_rotation_both_secrets_sign_until_the_old_one_is_revoked(
 
 
 async def test_events_survive_a_receiver_outage_and_a_callmask_restart(
-    db_url: str, http: httpx.AsyncClient, tenant: Tenant
+    db_url: str, http: aiohttp.ClientSession, tenant: Tenant
 ) -> None:
     """Receiver down, callmask stopped and started again, receiver back: every event
     arrives, and (as nothing got through before) exactly once."""
@@ -327,7 +350,7 @@ async def test_events_survive_a_receiver_outage_and_a_callmask_restart(
 
 
 async def test_a_worker_that_died_holding_events_loses_them_only_until_the_lease_expires(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     event_id = await enqueue_one(database, tenant, receiver.url("/lease"))
     clock = FakeClock()
@@ -350,7 +373,7 @@ async def test_a_worker_that_died_holding_events_loses_them_only_until_the_lease
 
 
 async def test_stopping_the_worker_mid_send_hands_the_event_back_at_once(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     receiver.answer("/slow", Reply(200, delay_s=3.0))
     worker = make_worker(database, http, timeout_s=5, lease_s=60)
@@ -366,7 +389,7 @@ async def test_stopping_the_worker_mid_send_hands_the_event_back_at_once(
 
 
 async def test_notify_wakes_the_worker_without_waiting_for_the_poll(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     worker = make_worker(database, http, poll_interval_s=30)
     async with running(worker):
@@ -380,7 +403,7 @@ async def test_notify_wakes_the_worker_without_waiting_for_the_poll(
 
 
 async def test_two_workers_never_send_the_same_event_twice(
-    db_url: str, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    db_url: str, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     setup = Database(db_url)
     url = receiver.url("/many")
@@ -426,7 +449,7 @@ async def test_two_workers_never_send_the_same_event_twice(
 
 
 async def test_a_claim_knows_which_events_hold_back_a_later_one_of_their_call(
-    database: Database, http: httpx.AsyncClient, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, tenant: Tenant
 ) -> None:
     url = "http://127.0.0.1:9/unused"
     first = await enqueue_one(database, tenant, url, {"n": 1}, ordering_key="call-A")
@@ -443,7 +466,7 @@ async def test_a_claim_knows_which_events_hold_back_a_later_one_of_their_call(
 
 
 async def test_a_store_outage_after_sending_neither_stops_the_worker_nor_resends(
-    database: Database, http: httpx.AsyncClient, receiver: Receiver, tenant: Tenant
+    database: Database, http: aiohttp.ClientSession, receiver: Receiver, tenant: Tenant
 ) -> None:
     """The receiver got the event but its attempt cannot be written (here: the table
     is gone for a moment). The result waits in memory; nothing is sent twice."""

@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 
 from callmask.api import health, metrics, webhooks
@@ -24,9 +23,13 @@ from callmask.api.request_target import NulFreeTarget
 from callmask.api.tata.routes import routers as tata_routers
 from callmask.config import Settings
 from callmask.media.audio import AudioStore
+from callmask.outbound import WEBHOOK_USER_AGENT, client_session
 from callmask.store.database import Database
-from callmask.webhooks.transport import delivery_client
 from callmask.webhooks.worker import DEFAULT_CONCURRENCY, DeliveryWorker
+
+# One audio download per upload by URL, while the upload request waits: aiohttp's own
+# default cap is plenty.
+AUDIO_DOWNLOAD_CONNECTIONS = 100
 
 
 def create_app(
@@ -39,14 +42,21 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
         db = database or Database(settings.effective_database_url)
+        allow_private = settings.webhook_allow_private
         async with (
-            httpx.AsyncClient(headers={"user-agent": "callmask"}) as http,
-            # Webhooks get their own client: its small per-lane pools keep the cost of
-            # 50 concurrent deliveries down (see webhooks/transport.py).
-            delivery_client(DEFAULT_CONCURRENCY) as webhook_http,
+            client_session(
+                allow_private=allow_private, max_connections=AUDIO_DOWNLOAD_CONNECTIONS
+            ) as http,
+            # Webhooks get their own session, with a connection for each delivery the
+            # worker may have in flight.
+            client_session(
+                allow_private=allow_private,
+                max_connections=DEFAULT_CONCURRENCY,
+                user_agent=WEBHOOK_USER_AGENT,
+            ) as webhook_http,
             asyncio.TaskGroup() as group,
         ):
-            worker = DeliveryWorker(db, webhook_http, allow_private=settings.webhook_allow_private)
+            worker = DeliveryWorker(db, webhook_http, allow_private=allow_private)
             services = Services(
                 settings=settings,
                 database=db,

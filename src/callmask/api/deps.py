@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-import httpx
+import aiohttp
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,7 @@ class Services:
 
     settings: Settings
     database: Database
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession  # audio downloads
     audio_store: AudioStore
     webhooks: DeliveryWorker  # call notify() after committing an enqueue
     calls: CallControl | None = None  # set while the call path runs (``callmask run``)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-import httpx
+import aiohttp
 
 from callmask.calls import metrics, recovery
 from callmask.calls.base import (
@@ -94,7 +94,7 @@ class CallEngine:
         self,
         settings: Settings,
         database: Database,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         media: MediaRelay,
         *,
         audio_dir: Path,

@@ -18,13 +18,16 @@ from callmask.calls.engine import CallEngine, Notifier
 from callmask.config import Settings
 from callmask.media.rtpengine import RtpengineClient, packet_counts
 from callmask.media.rtpengine_process import ManagedRtpengine
+from callmask.outbound import client_session
 from callmask.store.database import Database
-from callmask.webhooks.transport import delivery_client
 
 log = logging.getLogger(__name__)
 
 ENGINE_START_TIMEOUT_S = 15.0
-ROUTING_LANES = 16
+# No cap on routing connections: a call in set-up waits for one callback at a time, so
+# they are never more than the calls being set up, and a cap would let one customer's
+# slow callback server hold the connections that other customers' calls wait for.
+ROUTING_CONNECTIONS = 0
 
 
 def rtpengine_address(settings: Settings) -> tuple[str, int] | None:
@@ -64,36 +67,35 @@ async def running_call_path(
         address = managed.address
     client = RtpengineClient(address)
     await client.open()
-    # Its own lane client: routing callbacks are the call path's largest CPU cost, and a
-    # single httpx pool's cost per request grows with the requests in flight.
-    routing_http = delivery_client(ROUTING_LANES, user_agent="callmask")
-    engine = CallEngine(
-        settings,
-        database,
-        routing_http,
-        client,
-        audio_dir=audio_dir,
-        webhooks=webhooks,
-        media_counts=packet_counts,
-    )
-    engine.rtpengine_process = managed
-    if managed is not None:
-        managed.on_exit = engine.media_lost
-    serving = group.create_task(engine.serve(), name="call engine")
-    try:
-        async with asyncio.timeout(ENGINE_START_TIMEOUT_S):
-            ready = asyncio.ensure_future(engine.ready.wait())
-            await asyncio.wait({ready, serving}, return_when=asyncio.FIRST_COMPLETED)
-            if serving.done():
-                ready.cancel()
-                serving.result()  # raises why SIP could not start (e.g. port in use)
-        heap.settle()
-        yield engine
-    finally:
-        engine.stop()
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await serving
-        await client.close()
-        await routing_http.aclose()
+    async with client_session(
+        allow_private=settings.webhook_allow_private, max_connections=ROUTING_CONNECTIONS
+    ) as routing_http:
+        engine = CallEngine(
+            settings,
+            database,
+            routing_http,
+            client,
+            audio_dir=audio_dir,
+            webhooks=webhooks,
+            media_counts=packet_counts,
+        )
+        engine.rtpengine_process = managed
         if managed is not None:
-            await managed.stop()
+            managed.on_exit = engine.media_lost
+        serving = group.create_task(engine.serve(), name="call engine")
+        try:
+            async with asyncio.timeout(ENGINE_START_TIMEOUT_S):
+                ready = asyncio.ensure_future(engine.ready.wait())
+                await asyncio.wait({ready, serving}, return_when=asyncio.FIRST_COMPLETED)
+                if serving.done():
+                    ready.cancel()
+                    serving.result()  # raises why SIP could not start (e.g. port in use)
+            heap.settle()
+            yield engine
+        finally:
+            engine.stop()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await serving
+            await client.close()
+            if managed is not None:
+                await managed.stop()

@@ -9,7 +9,6 @@ reads them by path for ``play media``, never sees half a file.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -19,12 +18,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import aiohttp
 from mutagen import MutagenError
 from mutagen.mp3 import MP3
 
 from callmask.errors import InvalidInput, PayloadTooLarge
-from callmask.netguard import resolve_public
+from callmask.netguard import check_url
+from callmask.outbound import read_at_most, refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,39 +72,41 @@ def decode_base64_content(content: str, *, max_bytes: int) -> bytes:
 
 
 async def fetch_audio(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     *,
     max_bytes: int,
     timeout_s: float,
     allow_private: bool,
 ) -> bytes:
-    """Download ``url`` with a size cap and an overall timeout; errors become 400s."""
-    chunks: list[bytes] = []
-    received = 0
+    """Download ``url`` with a size cap and an overall timeout; errors become 400s.
+    ``client`` comes from ``outbound.client_session`` with the same ``allow_private``:
+    its resolver refuses names of non-public addresses, ``check_url`` the rest."""
+    check_url(url, allow_private=allow_private)
+    too_large = f"audio file is larger than {max_bytes} bytes"
     try:
-        # httpx's timeout bounds each read, not the download: a server dripping a byte
-        # a second would hold the upload request open for hours. This bounds the whole.
-        async with asyncio.timeout(timeout_s):
-            await resolve_public(url, allow_private=allow_private)
-            async with client.stream(
-                "GET", url, timeout=timeout_s, follow_redirects=False
-            ) as reply:
-                if reply.status_code != 200:
-                    raise InvalidInput(f"audio url answered HTTP {reply.status_code}")
-                declared = reply.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                    raise PayloadTooLarge(f"audio file is larger than {max_bytes} bytes")
-                async for chunk in reply.aiter_bytes():
-                    received += len(chunk)
-                    if received > max_bytes:
-                        raise PayloadTooLarge(f"audio file is larger than {max_bytes} bytes")
-                    chunks.append(chunk)
+        # The timeout is the whole download: a server dripping a byte a second must not
+        # hold the upload request open for hours.
+        async with client.get(
+            url, timeout=aiohttp.ClientTimeout(total=timeout_s), allow_redirects=False
+        ) as reply:
+            if reply.status != 200:
+                raise InvalidInput(f"audio url answered HTTP {reply.status}")
+            declared = reply.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise PayloadTooLarge(too_large)
+            data = await read_at_most(reply, max_bytes + 1)
     except TimeoutError as exc:
+        # Before ClientError: aiohttp's own timeouts are both.
         raise InvalidInput(f"could not fetch audio url: not complete within {timeout_s} s") from exc
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
+        blocked = refusal(exc)
+        if blocked is not None:
+            raise blocked from exc
         raise InvalidInput(f"could not fetch audio url: {type(exc).__name__}: {exc}") from exc
-    return b"".join(chunks)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(too_large)
+    return data
 
 
 class AudioStore:

@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import aiohttp
 
 from callmask.errors import InvalidInput
-from callmask.netguard import resolve_public
+from callmask.netguard import check_url
+from callmask.outbound import read_at_most, refusal
 from callmask.phone import digits, normalise
 from callmask.routing.decisions import Decision, DialNumbers, PlayAudio, RoutingFailed
 
 # A routing answer is a few hundred bytes; anything much larger is not one.
 MAX_ANSWER_BYTES = 64 * 1024
+_JSON = {"Content-Type": "application/json"}
 
 
 def display_number(number: str) -> str:
@@ -29,25 +31,39 @@ def display_number(number: str) -> str:
 
 
 async def post_json(
-    http: httpx.AsyncClient, url: str, body: object, *, timeout_s: float, allow_private: bool
+    http: aiohttp.ClientSession, url: str, body: object, *, timeout_s: float, allow_private: bool
 ) -> Any:
-    """POST ``body`` and return the decoded JSON answer, or raise ``RoutingFailed``."""
+    """POST ``body`` and return the decoded JSON answer, or raise ``RoutingFailed``.
+    ``http`` comes from ``outbound.client_session`` with the same ``allow_private``."""
     try:
-        await resolve_public(url, allow_private=allow_private)
+        check_url(url, allow_private=allow_private)
     except InvalidInput as exc:
         raise RoutingFailed(f"callback url refused: {exc}") from exc
+    # Compact, like the webhook payloads (outbox.py); aiohttp's ``json=`` adds spaces.
+    data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     try:
-        reply = await http.post(url, json=body, timeout=timeout_s, follow_redirects=False)
-    except httpx.TimeoutException as exc:
+        async with http.post(
+            url,
+            data=data,
+            headers=_JSON,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,
+        ) as reply:
+            if not 200 <= reply.status < 300:
+                raise RoutingFailed(f"callback answered HTTP {reply.status}")
+            content = await read_at_most(reply, MAX_ANSWER_BYTES + 1)
+    except TimeoutError as exc:
+        # Before ClientError: aiohttp's own timeouts are both.
         raise RoutingFailed(f"callback timed out after {timeout_s:g} s") from exc
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
+        blocked = refusal(exc)
+        if blocked is not None:
+            raise RoutingFailed(f"callback url refused: {blocked}") from exc
         raise RoutingFailed(f"callback unreachable: {type(exc).__name__}: {exc}") from exc
-    if not 200 <= reply.status_code < 300:
-        raise RoutingFailed(f"callback answered HTTP {reply.status_code}")
-    if len(reply.content) > MAX_ANSWER_BYTES:
+    if len(content) > MAX_ANSWER_BYTES:
         raise RoutingFailed(f"callback answer is larger than {MAX_ANSWER_BYTES} bytes")
     try:
-        return json.loads(reply.content)
+        return json.loads(content)
     except ValueError as exc:
         raise RoutingFailed(f"callback answer is not JSON: {exc}") from exc
 
@@ -88,7 +104,7 @@ def parse_answer(answer: Any, default_region: str | None) -> Decision:
 
 
 async def ask(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     url: str,
     *,
     caller: str,

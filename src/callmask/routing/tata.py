@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import httpx
+import aiohttp
 
 from callmask.errors import InvalidInput
 from callmask.phone import normalise
@@ -52,7 +52,7 @@ def parse_answer(answer: Any, *, did: str, default_region: str | None) -> DialNu
 
 
 async def ask(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     url: str,
     *,
     uuid: str,

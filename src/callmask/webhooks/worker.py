@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-import httpx
+import aiohttp
 from sqlalchemy import (
     Boolean,
     Table,
@@ -60,7 +60,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callmask.errors import InvalidInput
-from callmask.netguard import BlockedAddress, check_url, resolve_public
+from callmask.netguard import check_url
+from callmask.outbound import read_at_most, refusal
 from callmask.store.database import Database
 from callmask.store.models import WebhookAttempt, WebhookEvent, WebhookSecret, utcnow
 from callmask.webhooks import metrics
@@ -211,10 +212,13 @@ Claimed = tuple[ClaimedEvent, list[str]]  # an event and the secrets that sign i
 
 
 class DeliveryWorker:
+    """``http`` is a session from ``outbound.client_session`` with the same
+    ``allow_private``: its resolver is what refuses names of non-public addresses."""
+
     def __init__(
         self,
         database: Database,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         *,
         allow_private: bool,
         timeout_s: float = 10.0,
@@ -235,6 +239,7 @@ class DeliveryWorker:
         self.http = http
         self.allow_private = allow_private
         self.timeout_s = timeout_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.poll_interval_s = poll_interval_s
@@ -518,36 +523,39 @@ class DeliveryWorker:
         excerpt: str | None = None
         error: str | None = None
         retry_after: str | None = None
-        blocked = await self._check_destination(event.url)
-        if blocked is not None:
-            outcome, error = blocked
-        else:
+        refused = self._check_destination(event.url)
+        if refused is None:
             body = event.payload.encode()
             headers = {
                 "content-type": "application/json",
                 **signature_headers(event.id, int(attempted_at.timestamp()), body, secrets),
             }
             try:
-                # httpx's timeout bounds each read; this bounds the whole exchange, so a
-                # receiver that trickles bytes cannot hold the slot past timeout_s.
-                async with (
-                    asyncio.timeout(self.timeout_s),
-                    self.http.stream(
-                        "POST",
-                        event.url,
-                        content=body,
-                        headers=headers,
-                        timeout=self.timeout_s,
-                        follow_redirects=False,
-                    ) as response,
-                ):
-                    status_code = response.status_code
+                # The timeout is the whole exchange, so a receiver that trickles bytes
+                # cannot hold the slot past timeout_s.
+                async with self.http.post(
+                    event.url,
+                    data=body,
+                    headers=headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                ) as response:
+                    status_code = response.status
                     retry_after = response.headers.get("retry-after")
-                    excerpt = await _read_excerpt(response)
-            except (TimeoutError, httpx.TimeoutException):
+                    excerpt = _excerpt(await read_at_most(response, MAX_EXCERPT_BYTES))
+            except TimeoutError:
+                # Before ClientError: aiohttp's own timeouts are both.
                 error = f"timed out after {self.timeout_s} s"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:MAX_EXCERPT_CHARS]
+            except aiohttp.ClientError as exc:
+                blocked = refusal(exc)
+                if blocked is not None:
+                    refused = f"refused URL: {blocked}"
+                else:
+                    error = f"{type(exc).__name__}: {exc}"[:MAX_EXCERPT_CHARS]
+        if refused is not None:
+            # The URL, or the address its name resolved to, is off limits: final.
+            outcome, error = AttemptOutcome.DEAD, refused
+        else:
             # An answer whose body timed out still counts by its status.
             outcome = (
                 AttemptOutcome.RETRY if status_code is None else outcome_of_status(status_code)
@@ -579,19 +587,14 @@ class DeliveryWorker:
             next_attempt_at=next_attempt_at,
         )
 
-    async def _check_destination(self, url: str) -> tuple[AttemptOutcome, str] | None:
-        """SSRF guard before every send (DNS answers change between attempts)."""
+    def _check_destination(self, url: str) -> str | None:
+        """The SSRF check of the URL itself, before every send as at enqueue (the
+        operator may have turned allow_private off since). A name is judged by the
+        addresses it resolves to when the session connects (outbound.py)."""
         try:
             check_url(url, allow_private=self.allow_private)
         except InvalidInput as exc:
-            return AttemptOutcome.DEAD, f"refused URL: {exc}"
-        try:
-            await resolve_public(url, allow_private=self.allow_private)
-        except BlockedAddress as exc:
-            return AttemptOutcome.DEAD, f"refused URL: {exc}"
-        except InvalidInput as exc:
-            # The URL itself passed check_url, so this is a failed DNS lookup: passing.
-            return AttemptOutcome.RETRY, str(exc)
+            return f"refused URL: {exc}"
         return None
 
     @staticmethod
@@ -618,12 +621,6 @@ class DeliveryWorker:
         )
 
 
-async def _read_excerpt(response: httpx.Response) -> str | None:
-    """The start of the answer, for the delivery log; the rest is never read."""
-    received = bytearray()
-    async for chunk in response.aiter_bytes():
-        received += chunk
-        if len(received) >= MAX_EXCERPT_BYTES:
-            break
-    text = bytes(received[:MAX_EXCERPT_BYTES]).decode("utf-8", "replace")[:MAX_EXCERPT_CHARS]
-    return text or None
+def _excerpt(start: bytes) -> str | None:
+    """The start of the answer as text, for the delivery log."""
+    return start.decode("utf-8", "replace")[:MAX_EXCERPT_CHARS] or None
