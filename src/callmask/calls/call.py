@@ -147,7 +147,7 @@ class InboundCall(CallBase):
         except asyncio.CancelledError:
             self.end(CallStatus.FAILED, "callmask shutting down", by="system")
             await self._teardown()
-            await self.engine.finish(self)
+            self.engine.finish(self)
             raise
         except Exception as exc:
             log.exception("call %s failed", self.summary.public_call_id)
@@ -155,7 +155,7 @@ class InboundCall(CallBase):
             if not self.a.final_sent:
                 self.a.respond(500, "Server Internal Error")
         await self._teardown()
-        await self.engine.finish(self)
+        self.engine.finish(self)
 
     async def _flow(self) -> None:
         route = await self._lookup()
@@ -235,7 +235,7 @@ class InboundCall(CallBase):
                 delay_s = time.perf_counter() - self.received_at - callback_s
                 self.summary.details["post_dial_delay_ms"] = round(delay_s * 1000, 3)
                 self.engine.observe_post_dial_delay(delay_s)
-            await self.engine.opened(self)
+            self.engine.opened(self)
             answered, last_code = await self._ring(b)
             tried.append({"number": number, "code": last_code})
             if answered:
@@ -329,7 +329,7 @@ class InboundCall(CallBase):
             self.summary.times.answered = self.loop_time
             self.summary.status = CallStatus.ANSWERED
             log.info("answered by=%s b_call_id=%s", b.number, b.call_id)
-            await self.engine.answered(self)
+            self.engine.answered(self)
             return True, status
         return False, status
 
@@ -570,8 +570,8 @@ class InboundCall(CallBase):
         self.a.respond(200, "OK", sdp=sdp.encode())
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
-        await self.engine.opened(self)
-        await self.engine.answered(self)
+        self.engine.opened(self)
+        self.engine.answered(self)
         try:
             duration_ms = await self.engine.media.play_media(self.id, self.a.media_tag, str(path))
         except Exception as exc:

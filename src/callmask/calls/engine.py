@@ -34,6 +34,7 @@ from callmask.calls.base import (
 from callmask.calls.call import InboundCall
 from callmask.calls.control import Announcement, ClickToCall, LiveCall
 from callmask.calls.endpoint import SipEndpoint
+from callmask.calls.ledger import CallAnswered, CallClosed, CallLedger, CallOpened
 from callmask.calls.legs import (
     ALLOW,
     InboundLeg,
@@ -45,12 +46,7 @@ from callmask.calls.legs import (
 )
 from callmask.calls.origination import AnnouncementFlow, ClickToCallFlow
 from callmask.calls.origination import wait_for_agent as agent_answered
-from callmask.calls.outcome import (
-    CallSummary,
-    CallTimes,
-    new_public_call_id,
-    store_record,
-)
+from callmask.calls.outcome import CallSummary, CallTimes, new_public_call_id
 from callmask.calls.sdp import MaskedMedia
 from callmask.config import Settings
 from callmask.errors import InvalidInput
@@ -73,7 +69,7 @@ from callmask.sip.transaction import (
 from callmask.store.database import Database
 from callmask.store.repositories import AudioFiles
 from callmask.store.routes import Route, RouteLookup
-from callmask.webhooks.outbox import enqueue
+from callmask.webhooks.outbox import new_event
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +108,7 @@ class CallEngine:
         self.tts = TextToSpeech(settings.data_dir / "tts")
         self.node_id = settings.effective_node_id
         self.routes = RouteLookup(database)
+        self.ledger = CallLedger(database, on_events=webhooks.notify if webhooks else None)
         self.rtpengine_process: ManagedRtpengine | None = None  # when callmask runs it
         self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, self.on_event)
         self.local = LocalAddress(settings.sip_host, settings.sip_port)
@@ -139,15 +136,23 @@ class CallEngine:
         await self.endpoint.start()
         self.local = LocalAddress(self.settings.sip_host, self.endpoint.port)
         try:
-            async with asyncio.TaskGroup() as group:
-                self._group = group
-                heartbeat = group.create_task(self._heartbeat(), name="node heartbeat")
-                self.ready.set()
-                await self._stop.wait()
-                await self._end_all_calls()
-                heartbeat.cancel()
+            # The ledger's writer outlives the calls: their last writes (CDRs) are
+            # queued as they end, up to the end of the inner group.
+            async with asyncio.TaskGroup() as writer:
+                writer.create_task(self.ledger.run(), name="call ledger")
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        self._group = group
+                        heartbeat = group.create_task(self._heartbeat(), name="node heartbeat")
+                        self.ready.set()
+                        await self._stop.wait()
+                        await self._end_all_calls()
+                        heartbeat.cancel()
+                finally:
+                    self.ledger.stop()
         finally:
             self._group = None
+            await self.ledger.close()
             await self.endpoint.close()
             self.routes.close()
 
@@ -382,8 +387,8 @@ class CallEngine:
     def observe_post_dial_delay(self, delay_s: float) -> None:
         metrics.POST_DIAL_DELAY_SECONDS.observe(delay_s)
 
-    async def finish(self, call: CallBase) -> None:
-        """The call is over: forget it, and store its CDR with the report it causes."""
+    def finish(self, call: CallBase) -> None:
+        """The call is over: forget it, and queue its CDR with the report it causes."""
         summary = call.summary
         for sip_call_id in call.sip_call_ids:
             if self.calls.get(sip_call_id) is call:
@@ -406,48 +411,29 @@ class CallEngine:
         if summary.account_id is None:
             return  # not one of our numbers: nobody to report to
         report = call.report()
-        try:
-            async with self.database.writing() as session:
-                await store_record(session, summary)
-                if call.opened:
-                    await recovery.forget(session, summary.record_id)
-                if report is not None:
-                    await enqueue(
-                        session,
-                        account_id=summary.account_id,
-                        event_type=report.event_type,
-                        url=report.url,
-                        payload=report.payload,
-                        ordering_key=summary.public_call_id,
-                    )
-        except Exception:
-            log.exception("could not store the CDR of call %s", summary.public_call_id)
-            return
-        if report is not None and self.webhooks is not None:
-            self.webhooks.notify()
+        event = None
+        if report is not None:
+            event = new_event(
+                account_id=summary.account_id,
+                event_type=report.event_type,
+                url=report.url,
+                payload=report.payload,
+                ordering_key=summary.public_call_id,
+            )
+        self.ledger.write(CallClosed(summary.record(), event, was_open=call.opened))
 
-    async def opened(self, call: CallBase) -> None:
+    def opened(self, call: CallBase) -> None:
         """Note the call in the store so a restart after a crash can close it."""
         if call.opened or call.summary.account_id is None:
             return
         call.opened = True
-        try:
-            async with self.database.writing() as session:
-                await recovery.open_call(session, self.node_id, call.summary, call.report())
-        except Exception:
-            log.exception("could not note call %s as open", call.summary.public_call_id)
+        snapshot = recovery.snapshot(call.summary, call.report())
+        self.ledger.write(CallOpened(call.summary.record_id, self.node_id, snapshot))
 
-    async def answered(self, call: CallBase) -> None:
-        if not call.opened:
-            return
+    def answered(self, call: CallBase) -> None:
         answered_at = call.summary.utc(call.summary.times.answered)
-        if answered_at is None:
-            return
-        try:
-            async with self.database.writing() as session:
-                await recovery.mark_answered(session, call.summary.record_id, answered_at)
-        except Exception:
-            log.exception("could not note call %s as answered", call.summary.public_call_id)
+        if call.opened and answered_at is not None:
+            self.ledger.write(CallAnswered(call.summary.record_id, answered_at))
 
     async def _heartbeat(self) -> None:
         """Every few seconds: tell the store this node is alive, check the media relay."""

@@ -186,7 +186,7 @@ class PlacedCall(CallBase, abc.ABC):
                     pass
 
     async def run(self) -> None:
-        await self.engine.opened(self)
+        self.engine.opened(self)
         try:
             await self.flow()
         except CallEnded:
@@ -194,13 +194,13 @@ class PlacedCall(CallBase, abc.ABC):
         except asyncio.CancelledError:
             self.end(CallStatus.FAILED, "callmask shutting down", by="system")
             await self.teardown()
-            await self.engine.finish(self)
+            self.engine.finish(self)
             raise
         except Exception as exc:
             log.exception("placed call %s failed", self.summary.public_call_id)
             self.end(CallStatus.FAILED, f"internal error: {type(exc).__name__}", by="system")
         await self.teardown()
-        await self.engine.finish(self)
+        self.engine.finish(self)
 
     @abc.abstractmethod
     async def flow(self) -> None:
@@ -288,7 +288,7 @@ class ClickToCallFlow(PlacedCall):
         await media.answer(self.id, self.CUSTOMER_SIDE, agent_tag, agent_sdp)
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
-        await self.engine.answered(self)
+        self.engine.answered(self)
         cause = await self.hold(limit_at)
         raise self.end(CallStatus.ANSWERED, cause, code=200, by="system")
 
@@ -324,7 +324,7 @@ class AnnouncementFlow(PlacedCall):
         )
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
-        await self.engine.answered(self)
+        self.engine.answered(self)
         duration_ms = await media.play_media(self.id, customer_tag, str(self.audio))
         self.summary.details["audio_ms"] = duration_ms
         cause = await self.hold(self.loop_time + duration_ms / 1000)

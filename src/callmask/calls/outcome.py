@@ -112,9 +112,10 @@ class CallSummary:
             return None
         return utc_from_monotonic(monotonic_s, self.times.invited, self.invited_utc)
 
-    def record(self) -> CallRecord:
+    def record(self) -> dict[str, Any]:
+        """The CDR as ``call_records`` column values."""
         ended = self.utc(self.times.ended) or self.invited_utc
-        return CallRecord(
+        return dict(
             id=self.record_id,
             call_id=self.public_call_id,
             account_id=self.account_id,
@@ -146,7 +147,7 @@ class CallSummary:
 
 
 async def store_record(session: AsyncSession, summary: CallSummary) -> CallRecord:
-    record = summary.record()
+    record = CallRecord(**summary.record())
     session.add(record)
     await session.flush()
     return record

@@ -71,6 +71,37 @@ def serialise(payload: dict[str, Any]) -> str:
         raise InvalidInput(f"webhook payload is not JSON-serialisable: {exc}") from exc
 
 
+def new_event(
+    *,
+    account_id: str,
+    event_type: str,
+    url: str,
+    payload: dict[str, Any],
+    ordering_key: str | None = None,
+) -> dict[str, Any]:
+    """The ``webhook_events`` row of a new event, as column values; its ``id`` is the
+    ``webhook-id`` header and the receiver's idempotency key. For writers that insert
+    rows themselves (the call ledger); ``enqueue`` adds it to an ORM session."""
+    if not event_type or len(event_type) > MAX_EVENT_TYPE_LENGTH:
+        raise InvalidInput(f"event_type must be 1 to {MAX_EVENT_TYPE_LENGTH} characters")
+    if ordering_key is not None and len(ordering_key) > MAX_ORDERING_KEY_LENGTH:
+        raise InvalidInput(f"ordering_key is longer than {MAX_ORDERING_KEY_LENGTH} characters")
+    created_at = _created_clock()
+    return {
+        "id": uuid.uuid4().hex,
+        "account_id": account_id,
+        "event_type": event_type,
+        "url": url,
+        "payload": serialise(payload),
+        "ordering_key": ordering_key,
+        "status": EventStatus.PENDING.value,
+        "attempt_count": 0,
+        "next_attempt_at": created_at,
+        "lease_until": None,
+        "created_at": created_at,
+    }
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -82,23 +113,12 @@ async def enqueue(
 ) -> str:
     """Add one event to the outbox in the caller's transaction; return its id (the
     ``webhook-id`` header and the receiver's idempotency key)."""
-    if not event_type or len(event_type) > MAX_EVENT_TYPE_LENGTH:
-        raise InvalidInput(f"event_type must be 1 to {MAX_EVENT_TYPE_LENGTH} characters")
-    if ordering_key is not None and len(ordering_key) > MAX_ORDERING_KEY_LENGTH:
-        raise InvalidInput(f"ordering_key is longer than {MAX_ORDERING_KEY_LENGTH} characters")
-    created_at = _created_clock()
-    event = WebhookEvent(
-        id=uuid.uuid4().hex,
+    values = new_event(
         account_id=account_id,
         event_type=event_type,
         url=url,
-        payload=serialise(payload),
+        payload=payload,
         ordering_key=ordering_key,
-        status=EventStatus.PENDING.value,
-        attempt_count=0,
-        next_attempt_at=created_at,
-        lease_until=None,
-        created_at=created_at,
     )
-    session.add(event)
-    return event.id
+    session.add(WebhookEvent(**values))
+    return str(values["id"])
