@@ -29,7 +29,7 @@ class MediaRelay(Protocol):
 
     async def offer(self, call_id: str, from_tag: str, sdp: str) -> str: ...
     async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: str) -> str: ...
-    async def delete(self, call_id: str) -> dict[str, object]: ...
+    async def delete(self, call_id: str, from_tag: str | None = None) -> dict[str, object]: ...
     async def play_media(self, call_id: str, from_tag: str, file: str) -> int: ...
 
 
@@ -91,6 +91,9 @@ class CallBase:
         self.keys: set[str] = set()
         self.sip_call_ids: set[str] = set()
         self.media_started = False
+        # The tag of the first media offer: deleting by it ends the whole call in
+        # rtpengine with its statistics in the reply, in one exchange (see delete_media).
+        self.media_tag: str | None = None
         self.ended = False
         self.opened = False  # noted in open_calls (see calls/recovery.py)
 
@@ -156,7 +159,9 @@ class CallBase:
         if not self.media_started:
             return
         try:
-            stats = await asyncio.wait_for(self.engine.media.delete(self.id), timeout=3)
+            stats = await asyncio.wait_for(
+                self.engine.media.delete(self.id, self.media_tag), timeout=3
+            )
             self.summary.details["media"] = self.engine.media_counts(stats)
         except Exception as exc:
             self.summary.details["media_error"] = str(exc)

@@ -62,6 +62,7 @@ class PlacedCall(CallBase, abc.ABC):
         """Start the media session with a placeholder for ``side`` (the party called
         second, or the announcement); returns the SDP for the party called first."""
         placeholder = placeholder_sdp(self.engine.local.host)
+        self.media_tag = side
         try:
             offer = await self.engine.media.offer(self.id, side, placeholder)
         except Exception as exc:

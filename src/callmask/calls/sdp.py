@@ -58,8 +58,8 @@ class MaskedMedia:
     async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: str) -> str:
         return mask(await self.relay.answer(call_id, from_tag, to_tag, sdp))
 
-    async def delete(self, call_id: str) -> dict[str, object]:
-        return await self.relay.delete(call_id)
+    async def delete(self, call_id: str, from_tag: str | None = None) -> dict[str, object]:
+        return await self.relay.delete(call_id, from_tag)
 
     async def play_media(self, call_id: str, from_tag: str, file: str) -> int:
         return await self.relay.play_media(call_id, from_tag, file)
