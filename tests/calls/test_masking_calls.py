@@ -4,6 +4,7 @@ anchors the media, a loopback HTTP server is the customer's callback and status 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -165,6 +166,27 @@ async def test_a_caller_who_gives_up_while_ringing_cancels_the_far_end(node: Nod
     (report,) = await node.status_reports()
     assert report["status"] == "no answer"
     assert (await the_record(node)).hangup_by == "system"
+
+
+async def test_a_caller_who_gives_up_while_the_callback_decides_is_not_dialled(
+    node: Node,
+) -> None:
+    """The CANCEL ends the call at once: callmask does not sit out the customer's slow
+    callback, and dials nobody once it answers."""
+    node.receiver.always("/callback", Reply(body=DIAL, delay_s=1.5))
+    async with SippUas("uas_answer.xml", port=node.trunk_port, calls=1) as far_end:
+        caller = await call(node, "uac_cancel_trying.xml", cancel_after_ms="200")
+        await asyncio.sleep(2.0)  # past the callback's answer: still nobody is dialled
+        far = await far_end.stop()
+    assert not far.received("INVITE"), far.describe()
+    assert caller.returncode == 0, caller.describe()
+    assert caller.final_status() == 487
+    (report,) = await node.status_reports()
+    assert report["status"] == "no answer"
+    record = await the_record(node)
+    assert record.hangup_cause == "caller cancelled"
+    ended_after_s = (record.ended_at - record.invited_at).total_seconds()
+    assert ended_after_s < 1.0, f"the CANCEL waited for the callback ({ended_after_s:.2f} s)"
 
 
 @pytest.mark.parametrize(
