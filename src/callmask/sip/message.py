@@ -15,6 +15,7 @@ whitespace are normalised); list-valued headers are split on demand by :meth:`He
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -359,16 +360,20 @@ class Headers:
     honouring quotes and ``<...>``. Names of well-known headers are stored in canonical spelling.
     """
 
-    __slots__ = ("_keys", "_names", "_values")
+    __slots__ = ("_keys", "_memo", "_names", "_values")
 
     _keys: list[str]
     _names: list[str]
     _values: list[str]
+    # get()'s answers by the name asked for: a message's Call-ID, CSeq, From and To are
+    # looked up a dozen times over its life. Every change to the fields drops it.
+    _memo: dict[str, str | None] | None
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._keys = []
         self._names = []
         self._values = []
+        self._memo = None
         for name, value in items:
             self.add(name, value)
 
@@ -379,11 +384,21 @@ class Headers:
         self._keys = keys
         self._names = names
         self._values = values
+        self._memo = None
         return self
 
     def get(self, name: str) -> str | None:
         """First value of ``name`` (for list headers: the first element), or None."""
-        key = _key(name)
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        elif name in memo:
+            return memo[name]
+        value = self._first(_key(name))
+        memo[name] = value
+        return value
+
+    def _first(self, key: str) -> str | None:
         keys = self._keys
         if key not in keys:
             return None
@@ -423,6 +438,7 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` by ``value`` at the first one's position, or append."""
+        self._memo = None
         _check_field(name, value)
         key, spelled = _resolve(name)
         keys = self._keys
@@ -444,6 +460,7 @@ class Headers:
         Used to stamp the top Via with ``received``/``rport`` without touching the others.
         Appends when ``name`` is absent.
         """
+        self._memo = None
         _check_field(name, value)
         key, spelled = _resolve(name)
         keys = self._keys
@@ -464,6 +481,7 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append one header line."""
+        self._memo = None
         _check_field(name, value)
         key, spelled = _resolve(name)
         self._keys.append(key)
@@ -472,6 +490,7 @@ class Headers:
 
     def prepend(self, name: str, value: str) -> None:
         """Insert before the first line of ``name`` (or at the very top if there is none)."""
+        self._memo = None
         _check_field(name, value)
         key, spelled = _resolve(name)
         index = self._keys.index(key) if key in self._keys else 0
@@ -481,6 +500,7 @@ class Headers:
 
     def remove(self, name: str) -> None:
         """Remove every line of ``name``."""
+        self._memo = None
         key = _key(name)
         keep = [i for i, k in enumerate(self._keys) if k != key]
         if len(keep) == len(self._keys):
@@ -529,6 +549,7 @@ def _param_of(header_params: str, name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def tag_of(value: str | None) -> str | None:
     """``tag`` parameter of a From/To value, or None (also for unparseable values)."""
     if value is None:
@@ -542,6 +563,7 @@ def tag_of(value: str | None) -> str | None:
     return _param_of(value[start:], "tag")
 
 
+@functools.lru_cache(maxsize=4096)
 def branch_of(via: str | None) -> str | None:
     """``branch`` parameter of one Via value, or None."""
     if via is None:
@@ -552,6 +574,7 @@ def branch_of(via: str | None) -> str | None:
     return _param_of(via[semi:], "branch")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_cseq(value: str | None) -> tuple[int, str]:
     """(sequence number, method) of a CSeq value; SipParseError if absent or malformed."""
     if value is None:

@@ -9,6 +9,7 @@ where a response goes per RFC 3261 18.2.2 and the ``rport`` extension of RFC 358
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -95,6 +96,11 @@ def _is_ip_literal(host: str) -> bool:
     return ":" in host or (host.count(".") == 3 and _IPV4_CHARS.issuperset(host))
 
 
+# A call's From, To, Contact and Via values are parsed again at every message that
+# carries them; the parsed values are immutable, so the last few thousand are kept.
+PARSE_CACHE_SIZE = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class SipUri:
     """A sip:, sips: or tel: URI.
@@ -111,6 +117,7 @@ class SipUri:
     headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
+    @functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
     def parse(cls, text: str) -> SipUri:
         """Parse a URI; raises SipParseError (unsupported scheme, bad host/port, junk)."""
         text = text.strip()
@@ -247,6 +254,7 @@ class NameAddr:
     params: Params = ()
 
     @classmethod
+    @functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
     def parse(cls, text: str) -> NameAddr:
         """Parse ``"Name" <uri>;p=v``, ``Name <uri>``, ``<uri>`` or a bare ``uri;p=v``."""
         text = text.strip()
@@ -323,6 +331,7 @@ class Via:
     params: Params
 
     @classmethod
+    @functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
     def parse(cls, text: str) -> Via:
         """Parse one Via element (not a comma-separated list); raises SipParseError."""
         parts = text.split("/", 2)
