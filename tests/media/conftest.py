@@ -87,10 +87,16 @@ async def rtpengine(tmp_path: Path) -> AsyncIterator[tuple[ManagedRtpengine, ran
         await engine.stop()
 
 
-@pytest.fixture
+@pytest.fixture(params=["negotiated", "bencode"])
 async def ng_client(
+    request: pytest.FixtureRequest,
     rtpengine: tuple[ManagedRtpengine, range],
 ) -> AsyncIterator[RtpengineClient]:
+    """A client of the real rtpengine, twice: in the form it negotiates (JSON, which
+    rtpengine 10.5 speaks) and in bencode, the form every rtpengine speaks."""
     engine, _ = rtpengine
-    async with RtpengineClient(engine.address) as client:
+    wire = None if request.param == "negotiated" else request.param
+    async with RtpengineClient(engine.address, wire=wire) as client:
+        if wire is None:
+            assert await client.negotiate() == "json"
         yield client

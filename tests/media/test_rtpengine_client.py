@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
@@ -99,7 +100,9 @@ async def test_rtpengine_loses_two_requests_and_the_same_datagram_is_resent_unti
     fake_server: Serve,
 ) -> None:
     server = await fake_server(lambda arrival, seen: answer_ok(arrival, seen) if seen == 3 else [])
-    async with RtpengineClient(server.address, timeout_s=2.0, retransmit_s=0.05) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=2.0, retransmit_s=0.05, wire="bencode"
+    ) as client:
         reply = await client.request({"command": "query", "call-id": "c1"})
 
     assert reply == {"result": "ok"}
@@ -116,7 +119,9 @@ async def test_rtpengine_never_answers_and_the_request_times_out_after_timeout_s
 ) -> None:
     server = await fake_server(lambda arrival, seen: [])
     loop = asyncio.get_running_loop()
-    async with RtpengineClient(server.address, timeout_s=0.3, retransmit_s=0.1) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=0.3, retransmit_s=0.1, wire="bencode"
+    ) as client:
         started = loop.time()
         with pytest.raises(RtpengineUnavailable) as raised:
             await client.request({"command": "ping"})
@@ -139,7 +144,7 @@ async def test_nothing_listens_on_the_ng_port_and_the_request_times_out_cleanly(
     assert server.transport is not None
     server.transport.close()  # the port is now closed: the kernel answers ICMP unreachable
     await asyncio.sleep(0)
-    async with RtpengineClient(address, timeout_s=0.3, retransmit_s=0.05) as client:
+    async with RtpengineClient(address, timeout_s=0.3, retransmit_s=0.05, wire="bencode") as client:
         with pytest.raises(RtpengineUnavailable):
             await client.ping()
 
@@ -160,7 +165,9 @@ async def test_concurrent_requests_get_their_own_replies_in_any_order(
         ]
 
     server = await fake_server(reverse_after_three)
-    async with RtpengineClient(server.address, timeout_s=2.0, retransmit_s=1.0) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=2.0, retransmit_s=1.0, wire="bencode"
+    ) as client:
         replies = await asyncio.gather(
             *(client.request({"command": "query", "call-id": f"call-{n}"}) for n in range(3))
         )
@@ -188,7 +195,9 @@ async def test_duplicate_and_late_replies_are_dropped(
         return []
 
     server = await fake_server(script)
-    async with RtpengineClient(server.address, timeout_s=0.2, retransmit_s=0.5) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=0.2, retransmit_s=0.5, wire="bencode"
+    ) as client:
         with pytest.raises(RtpengineUnavailable):
             await client.request({"command": "query", "call-id": "slow"})
         reply = await client.request({"command": "query", "call-id": "fast"})
@@ -203,7 +212,9 @@ async def test_a_reply_with_unsorted_keys_is_accepted(
 ) -> None:
     unsorted = b"d6:result2:ok3:sdp10:v=0\r\ns=-\r\n7:warning4:oopse"
     server = await fake_server(lambda arrival, seen: [reply_to(arrival, unsorted)])
-    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=1.0, retransmit_s=0.5, wire="bencode"
+    ) as client:
         sdp = await client.offer("c1", "from-1", "v=0\r\n")
     assert sdp == "v=0\r\ns=-\r\n"
 
@@ -216,7 +227,9 @@ async def test_rtpengine_error_replies_raise_with_the_error_reason(
             reply_to(arrival, {"result": "error", "error-reason": "Unknown call-id"})
         ]
     )
-    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=1.0, retransmit_s=0.5, wire="bencode"
+    ) as client:
         with pytest.raises(RtpengineError) as raised:
             await client.answer("c1", "from-1", "to-1", "v=0\r\n")
     assert raised.value.reason == "Unknown call-id"
@@ -233,7 +246,9 @@ async def test_a_load_limit_reply_raises_rtpengine_error(
             reply_to(arrival, {"result": "load limit", "message": "session limit reached"})
         ]
     )
-    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=1.0, retransmit_s=0.5, wire="bencode"
+    ) as client:
         with pytest.raises(RtpengineError) as raised:
             await client.offer("c1", "from-1", "v=0\r\n")
     assert raised.value.result == "load limit"
@@ -245,7 +260,9 @@ async def test_a_load_limit_reply_raises_rtpengine_error(
 )
 async def test_a_malformed_reply_raises_rtpengine_error(fake_server: Serve, body: bytes) -> None:
     server = await fake_server(lambda arrival, seen: [reply_to(arrival, body)])
-    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=1.0, retransmit_s=0.5, wire="bencode"
+    ) as client:
         with pytest.raises(RtpengineError) as raised:
             await client.request({"command": "query", "call-id": "c1"})
     assert raised.value.result == "malformed"
@@ -257,7 +274,9 @@ async def test_an_offer_anchors_media_with_the_b2bua_defaults_and_caller_overrid
     server = await fake_server(
         lambda arrival, seen: [reply_to(arrival, {"result": "ok", "sdp": "v=0\r\n"})]
     )
-    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=1.0, retransmit_s=0.5, wire="bencode"
+    ) as client:
         await client.offer("c1", "from-1", "v=0\r\nA\r\n")
         await client.answer(
             "c1",
@@ -294,7 +313,9 @@ async def test_an_offer_reply_without_sdp_is_an_error(
     fake_server: Serve,
 ) -> None:
     server = await fake_server(answer_ok)
-    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=1.0, retransmit_s=0.5, wire="bencode"
+    ) as client:
         with pytest.raises(RtpengineError, match="no SDP"):
             await client.offer("c1", "from-1", "v=0\r\n")
 
@@ -310,7 +331,9 @@ async def test_play_media_returns_the_duration_and_refuses_a_reply_without_one(
         return [reply_to(arrival, {"result": "ok"})]
 
     server = await fake_server(script)
-    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=1.0, retransmit_s=0.5, wire="bencode"
+    ) as client:
         assert await client.play_media("c1", "from-1", "/audio/known.mp3") == 3239
         with pytest.raises(RtpengineError, match="duration"):
             await client.play_media("c1", "from-1", "/audio/unknown.mp3")
@@ -327,7 +350,9 @@ async def test_a_ping_answered_with_something_other_than_pong_fails(
     fake_server: Serve,
 ) -> None:
     server = await fake_server(answer_ok)
-    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+    async with RtpengineClient(
+        server.address, timeout_s=1.0, retransmit_s=0.5, wire="bencode"
+    ) as client:
         with pytest.raises(RtpengineError):
             await client.ping()
 
@@ -336,7 +361,7 @@ async def test_closing_the_client_fails_requests_in_flight(
     fake_server: Serve,
 ) -> None:
     server = await fake_server(lambda arrival, seen: [])
-    client = RtpengineClient(server.address, timeout_s=5.0, retransmit_s=0.1)
+    client = RtpengineClient(server.address, timeout_s=5.0, retransmit_s=0.1, wire="bencode")
     await client.open()
     pending = asyncio.create_task(client.ping())
     await asyncio.sleep(0.05)
@@ -353,7 +378,9 @@ async def test_two_clients_never_share_a_cookie(
     # rtpengine caches replies by cookie; a restarted client reusing "1" would get a stale one.
     server = await fake_server(lambda arrival, seen: [reply_to(arrival, {"result": "pong"})])
     for _ in range(2):
-        async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+        async with RtpengineClient(
+            server.address, timeout_s=1.0, retransmit_s=0.5, wire="bencode"
+        ) as client:
             await client.ping()
             await client.ping()
     cookies = [a.cookie for a in server.arrivals]
@@ -382,3 +409,87 @@ def test_packet_counts_sum_rtp_streams_per_tag_and_skip_rtcp() -> None:
     }
     assert packet_counts(reply) == {"caller": 57, "callee": 0, "odd": 0, "odder": 0}
     assert packet_counts({"result": "ok", "warning": "Call-ID not found"}) == {}
+
+
+def json_reply(arrival: Arrival, body: dict[str, object]) -> bytes:
+    return arrival.cookie + b" " + json.dumps(body).encode()
+
+
+async def test_an_rtpengine_that_answers_json_is_spoken_to_in_json(fake_server: Serve) -> None:
+    def script(arrival: Arrival, seen: int) -> list[bytes]:
+        if not arrival.body.startswith(b"{"):
+            return [reply_to(arrival, {"result": "error", "error-reason": "want JSON"})]
+        request = json.loads(arrival.body)
+        if request["command"] == "ping":
+            return [json_reply(arrival, {"result": "pong"})]
+        # Keys in any order, and an SDP with line breaks, as rtpengine sends them.
+        return [arrival.cookie + b' {"sdp":"v=0\\r\\ns=-\\r\\n","result":"ok","warning":"none"}']
+
+    server = await fake_server(script)
+    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+        assert client.wire is None
+        sdp = await client.offer("c1", "caller", "v=0\r\n")
+        assert client.wire == "json"
+    assert sdp == "v=0\r\ns=-\r\n"
+    first, second = (json.loads(a.body) for a in server.arrivals)
+    assert first == {"command": "ping"}
+    assert second["command"] == "offer" and second["sdp"] == "v=0\r\n"
+    assert second["replace"] == ["origin", "session-connection"]
+
+
+async def test_an_rtpengine_that_answers_only_bencode_is_spoken_to_in_bencode(
+    fake_server: Serve,
+) -> None:
+    """An rtpengine without the JSON form answers in bencode (or not at all): the client
+    asks again in bencode and stays with it."""
+
+    def script(arrival: Arrival, seen: int) -> list[bytes]:
+        if arrival.body.startswith(b"{"):
+            return [reply_to(arrival, {"result": "error", "error-reason": "not bencode"})]
+        if request_of(arrival)["command"] == "ping":
+            return [reply_to(arrival, {"result": "pong"})]
+        return [reply_to(arrival, {"result": "ok", "tags": {}})]
+
+    server = await fake_server(script)
+    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+        assert await client.negotiate() == "bencode"
+        assert await client.delete("c1", "caller") == {"result": "ok", "tags": {}}
+    assert [a.body[:1] for a in server.arrivals] == [b"{", b"d", b"d"]
+
+
+async def test_requests_made_before_the_form_is_known_wait_for_one_negotiation(
+    fake_server: Serve,
+) -> None:
+    def script(arrival: Arrival, seen: int) -> list[bytes]:
+        return [json_reply(arrival, {"result": "pong" if b"ping" in arrival.body else "ok"})]
+
+    server = await fake_server(script)
+    async with RtpengineClient(server.address, timeout_s=1.0, retransmit_s=0.5) as client:
+        replies = await asyncio.gather(
+            *(client.request({"command": "query", "call-id": f"c{i}"}) for i in range(5))
+        )
+    assert replies == [{"result": "ok"}] * 5
+    pings = [a for a in server.arrivals if b'"ping"' in a.body]
+    assert len(pings) == 1
+
+
+async def test_a_reply_in_the_other_form_fails_the_request(fake_server: Serve) -> None:
+    server = await fake_server(lambda arrival, seen: [reply_to(arrival, {"result": "ok"})])
+    async with RtpengineClient(
+        server.address, timeout_s=1.0, retransmit_s=0.5, wire="json"
+    ) as client:
+        with pytest.raises(RtpengineError, match="not in json"):
+            await client.request({"command": "query", "call-id": "c1"})
+
+
+async def test_an_rtpengine_that_answers_neither_form_is_unavailable_and_asked_again(
+    fake_server: Serve,
+) -> None:
+    server = await fake_server(lambda arrival, seen: [])
+    async with RtpengineClient(server.address, timeout_s=0.2, retransmit_s=0.1) as client:
+        with pytest.raises(RtpengineUnavailable):
+            await client.negotiate()
+        assert client.wire is None
+        with pytest.raises(RtpengineUnavailable):
+            await client.ping()
+    assert sum(1 for a in server.arrivals if a.body.startswith(b"{")) >= 2

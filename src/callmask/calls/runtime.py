@@ -16,7 +16,7 @@ from pathlib import Path
 from callmask import heap
 from callmask.calls.engine import CallEngine, Notifier
 from callmask.config import Settings
-from callmask.media.rtpengine import RtpengineClient, packet_counts
+from callmask.media.rtpengine import RtpengineClient, RtpengineUnavailable, packet_counts
 from callmask.media.rtpengine_process import ManagedRtpengine
 from callmask.outbound import client_session
 from callmask.store.database import Database
@@ -67,6 +67,13 @@ async def running_call_path(
         address = managed.address
     client = RtpengineClient(address)
     await client.open()
+    try:
+        wire = await client.negotiate()
+    except RtpengineUnavailable as exc:
+        # An external rtpengine may come up later; until then calls get 503.
+        log.warning("rtpengine at %s:%d does not answer yet: %s", *address, exc)
+    else:
+        log.info("rtpengine at %s:%d: ng protocol in %s", *address, wire)
     async with client_session(
         allow_private=settings.webhook_allow_private, max_connections=ROUTING_CONNECTIONS
     ) as routing_http:
