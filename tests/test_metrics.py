@@ -55,6 +55,9 @@ FAMILIES = {
     "callmask_webhook_pending": "gauge",
     "callmask_webhook_oldest_pending_age_seconds": "gauge",
     "callmask_webhook_attempts": "counter",  # exposed as callmask_webhook_attempts_total
+    "callmask_heap_blocks": "gauge",
+    "callmask_gc_collections": "counter",
+    "callmask_gc_pause_seconds": "counter",
 }
 
 

@@ -29,7 +29,7 @@ def _install_uvloop() -> None:
 def serve(settings: Settings) -> None:
     _install_uvloop()
     config = uvicorn.Config(
-        create_app(settings, with_calls=True),
+        create_app(settings, with_calls=True, own_heap=True),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),

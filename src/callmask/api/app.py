@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from callmask import heap
 from callmask.api import health, metrics, webhooks
 from callmask.api.admin import routes as admin
 from callmask.api.deps import Services
@@ -33,10 +34,16 @@ AUDIO_DOWNLOAD_CONNECTIONS = 100
 
 
 def create_app(
-    settings: Settings, *, database: Database | None = None, with_calls: bool = False
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    with_calls: bool = False,
+    own_heap: bool = False,
 ) -> FastAPI:
     """``with_calls`` also starts the call path (SIP, rtpengine, call engine); the API
-    alone is what most tests need."""
+    alone is what most tests need. ``own_heap``: the app is the process (``callmask
+    run``), so it settles and keeps the garbage collector (``callmask.heap``) once its
+    services are up, before SIP takes calls; never inside a test process."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +77,10 @@ def create_app(
                 if settings.webhook_worker
                 else None
             )
+            heap_keeper = None
+            if own_heap:
+                heap.settle()
+                heap_keeper = group.create_task(heap.keep(), name="heap keeper")
             try:
                 if with_calls:
                     # Imported here: an API-only app never loads the SIP and media stack.
@@ -84,6 +95,8 @@ def create_app(
                 else:
                     yield
             finally:
+                if heap_keeper is not None:
+                    heap_keeper.cancel()
                 if worker_task is not None:
                     # Stopped before the store closes: it stores its last results.
                     worker_task.cancel()

@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from callmask import heap
 from callmask.calls.engine import CallEngine, Notifier
 from callmask.config import Settings
 from callmask.media.rtpengine import RtpengineClient, RtpengineUnavailable, packet_counts
@@ -97,7 +96,6 @@ async def running_call_path(
                 if serving.done():
                     ready.cancel()
                     serving.result()  # raises why SIP could not start (e.g. port in use)
-            heap.settle()
             yield engine
         finally:
             engine.stop()
