@@ -476,7 +476,8 @@ class _Transaction:
         self.kind = kind
         self.table = _COMPILED[kind]
         self.state = _INITIAL[kind]
-        self.request = request
+        # Dropped once the transaction only lingers (see TransactionLayer._shed).
+        self.request: Request | None = request
         self.peer = peer  # client: destination of the request; server: where responses go
         self.reliable = reliable
         self.request_data = b""
@@ -845,6 +846,7 @@ class TransactionLayer:
     ) -> None:
         assert response is not None
         if txn.generated_ack is None:
+            assert txn.request is not None, "SEND_ACK comes before START_TIMER_D"
             txn.generated_ack = _ack_for_failure(txn.request, response).serialize()
         self._outgoing.append(Outgoing(txn.generated_ack, txn.peer, txn.reliable))
 
@@ -936,13 +938,16 @@ class TransactionLayer:
         self._arm(txn, Input.TIMER_2XX, txn.interval_s, base, now)
 
     def _do_start_timer_d(self, txn: _Transaction, base: float, now: float, *_: object) -> None:
+        self._shed(txn)
         delay_s = 0.0 if txn.reliable else self._timers.timer_d_s
         self._arm(txn, Input.TIMER_D, delay_s, base, now)
 
     def _do_start_timer_k(self, txn: _Transaction, base: float, now: float, *_: object) -> None:
+        self._shed(txn)
         self._arm(txn, Input.TIMER_K, 0.0 if txn.reliable else self._timers.t4_s, base, now)
 
     def _do_start_timer_m(self, txn: _Transaction, base: float, now: float, *_: object) -> None:
+        self._shed(txn)
         self._arm(txn, Input.TIMER_M, self._timers.timeout_s, base, now)
 
     def _do_start_timer_g(self, txn: _Transaction, base: float, now: float, *_: object) -> None:
@@ -954,14 +959,17 @@ class TransactionLayer:
         self._arm(txn, Input.TIMER_H, self._timers.timeout_s, base, now)
 
     def _do_start_timer_i(self, txn: _Transaction, base: float, now: float, *_: object) -> None:
+        self._shed(txn)
         self._clear_timers(txn)  # Confirmed: G and H are over
         self._arm(txn, Input.TIMER_I, 0.0 if txn.reliable else self._timers.t4_s, base, now)
 
     def _do_start_timer_j(self, txn: _Transaction, base: float, now: float, *_: object) -> None:
+        self._shed(txn)
         delay_s = 0.0 if txn.reliable else self._timers.timeout_s
         self._arm(txn, Input.TIMER_J, delay_s, base, now)
 
     def _do_start_timer_l(self, txn: _Transaction, base: float, now: float, *_: object) -> None:
+        self._shed(txn)
         self._arm(txn, Input.TIMER_L, self._timers.timeout_s, base, now)
 
     def _do_start_timer_2xx(self, txn: _Transaction, base: float, now: float, *_: object) -> None:
@@ -970,6 +978,16 @@ class TransactionLayer:
         self._arm(txn, Input.TIMER_2XX, txn.interval_s, base, now)
 
     # ------------------------------------------------------------------------ timers, memory
+
+    @staticmethod
+    def _shed(txn: _Transaction) -> None:
+        """From here on the transaction only lingers, to absorb retransmissions (Timers
+        D, I, J, K, L, M): it keeps the bytes it answers them with, not the request.
+        Three transactions per call linger up to 32 s, and their parsed requests were
+        most of a busy node's heap."""
+        txn.request = None
+        if txn.kind is Kind.INVITE_CLIENT or txn.kind is Kind.NON_INVITE_CLIENT:
+            txn.request_data = b""  # a client never sends its request again once answered
 
     def _arm(
         self, txn: _Transaction, timer: Input, delay_s: float, base: float, now: float
