@@ -1,13 +1,16 @@
 """Calls per second through callmask: SIPp UAC -> callmask -> SIPp UAS, routing callback on
-loopback, media anchored in a managed rtpengine, 1 s calls.
+loopback, media anchored in a managed rtpengine, status reports delivered, 1 s calls.
 
 Starts its own ``callmask run`` (SQLite in a temporary directory, log level WARNING),
-its own callback server and SIPp far end, then steps the offered rate up
-(``--rates``), ``--seconds`` at each. A step is sustained when at least 99.9 % of its
-calls succeed. Post-dial delay is what callmask adds between the caller's INVITE and
-the outbound INVITE with the callback's time taken out; it is read from each call's CDR.
+its own callback server (which also takes the status reports) and SIPp far end, then
+one SIPp caller that ramps the offered rate up in steps with SIPp's own
+``-rate_increase``: ``--start`` calls/s for ``--step-seconds``, then ``--step`` more,
+up to ``--max``. A step is sustained when at least 99.9 % of the calls that ended in it
+succeeded, and so were all steps below it. Post-dial delay is what callmask adds between
+the caller's INVITE and the outbound INVITE with the callback's time taken out; it is
+read from each call's CDR and grouped by the step the INVITE came in.
 
-    .venv/bin/python bench/cps.py --rates 50,100,200,300,400 --seconds 10
+    .venv/bin/python bench/cps.py --start 100 --step 100 --max 400 --step-seconds 15
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,73 +40,135 @@ from bench.node import (  # noqa: E402
     ports,
 )
 
+SUSTAINED_SHARE = 0.999
 
-def post_dial_delays(database: Path, since: float) -> list[float]:
+
+@dataclass
+class Step:
+    rate: int
+    ended_ok: int = 0
+    ended_failed: int = 0
+    delays_ms: list[float] = field(default_factory=list)
+
+    @property
+    def share(self) -> float:
+        ended = self.ended_ok + self.ended_failed
+        return self.ended_ok / ended if ended else 0.0
+
+
+def post_dial_delays(database: Path) -> list[tuple[float, float]]:
+    """(INVITE time as Unix seconds, post-dial delay ms) of every call in the CDRs."""
     with sqlite3.connect(database) as connection:
         rows = connection.execute(
-            "SELECT details FROM call_records WHERE invited_at >= ?",
-            (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(since)),),
+            "SELECT strftime('%s', invited_at) + (strftime('%f', invited_at) % 1), details"
+            " FROM call_records"
         ).fetchall()
     delays = []
-    for (details,) in rows:
+    for invited, details in rows:
         value = json.loads(details or "{}").get("post_dial_delay_ms")
         if value is not None:
-            delays.append(float(value))
+            delays.append((float(invited), float(value)))
     return delays
+
+
+def ended_per_second(stat_file: Path) -> list[tuple[float, int, int]]:
+    """(seconds since SIPp started, calls that succeeded, calls that failed) per row of
+    SIPp's -trace_stat file (one row a second)."""
+    rows = [row.split(";") for row in stat_file.read_text().splitlines() if row]
+    names = rows[0]
+    out = []
+    for row in rows[1:]:
+        values = dict(zip(names, row, strict=False))
+        hours, minutes, seconds = values["ElapsedTime(C)"].split(":")[:3]
+        elapsed_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        out.append((elapsed_s, int(values["SuccessfulCall(P)"]), int(values["FailedCall(P)"])))
+    return out
+
+
+def tally(steps: list[Step], workdir: Path, started: float, step_s: float, hold_s: float) -> None:
+    """Fill in each step's ended calls (SIPp's statistics, a row a second) and post-dial
+    delays (the CDRs, by the time their INVITE came in)."""
+    (stat_file,) = workdir.glob("sipp-uac-*/stats.csv")
+    for elapsed_s, ok, failed in ended_per_second(stat_file):
+        # A call ends a hold after it started: count it in the step it started in.
+        index = int(max(0.0, elapsed_s - hold_s - 0.5) // step_s)
+        step = steps[min(index, len(steps) - 1)]
+        step.ended_ok += ok
+        step.ended_failed += failed
+    for invited, delay_ms in post_dial_delays(workdir / "callmask.db"):
+        index = int((invited - started) // step_s)
+        if 0 <= index < len(steps):
+            steps[index].delays_ms.append(delay_ms)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="50,100,200,300,400")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--start", type=int, default=100, help="first offered rate, calls/s")
+    parser.add_argument("--step", type=int, default=100, help="rate added at each step")
+    parser.add_argument("--max", type=int, default=400, help="last offered rate")
+    parser.add_argument("--step-seconds", type=int, default=15)
     parser.add_argument("--hold-ms", type=int, default=1000)
     args = parser.parse_args()
-    rates = [float(r) for r in args.rates.split(",")]
+    steps = [Step(rate) for rate in range(args.start, args.max + 1, args.step)]
+    total_calls = sum(step.rate * args.step_seconds for step in steps)
+    duration_s = len(steps) * args.step_seconds
 
     with tempfile.TemporaryDirectory(prefix="callmask-cps-") as tmp:
         workdir = Path(tmp)
         env = node_env(workdir)
         sip_port, trunk_port = ports(env)
-        callback_port = int(env["BENCH_CALLBACK_PORT"])
-        server = await callback_server(callback_port)
-        header = ("offered cps", "calls", "ok", "success", "pdd p50 ms", "pdd p99 ms")
-        print("{:>11} {:>6} {:>6} {:>8} {:>10} {:>10}".format(*header))
-        best = 0.0
-        best_pdd = (float("nan"), float("nan"))
+        server = await callback_server(int(env["BENCH_CALLBACK_PORT"]))
         async with (
             callmask_node(workdir, env),
             SippUas(
                 str(SCENARIOS / "uas_bench.xml"),
                 port=trunk_port,
                 extra_args=["-max_socket", "5000"],
+                trace_messages=False,
             ),
         ):
-            for rate in rates:
-                calls = int(rate * args.seconds)
-                started = time.time() - 1
-                result = await run_uac(
-                    str(SCENARIOS / "uac_bench.xml"),
-                    target=("127.0.0.1", sip_port),
-                    service=DID,
-                    calls=calls,
-                    rate=rate,
-                    variables={"hold_ms": str(args.hold_ms)},
-                    timeout_s=args.seconds + 60,
-                    extra_args=["-l", str(int(rate * 5))],
-                )
-                await asyncio.sleep(1.5)  # CDRs of the last calls
-                delays = post_dial_delays(workdir / "callmask.db", started)
-                share = result.successful / calls if calls else 0.0
-                p50, p99 = percentile(delays, 0.50), percentile(delays, 0.99)
-                row = f"{rate:>11.0f} {calls:>6} {result.successful:>6} {share:>8.2%}"
-                print(f"{row} {p50:>10.3f} {p99:>10.3f}", flush=True)
-                if share < 0.999:
-                    break
-                best, best_pdd = rate, (p50, p99)
+            started = time.time()
+            result = await run_uac(
+                str(SCENARIOS / "uac_bench.xml"),
+                target=("127.0.0.1", sip_port),
+                service=DID,
+                calls=total_calls,
+                rate=args.start,
+                variables={"hold_ms": str(args.hold_ms)},
+                timeout_s=duration_s + 60,
+                extra_args=[
+                    *("-rate_increase", str(args.step), "-rate_max", str(args.max)),
+                    *("-rate_interval", f"{args.step_seconds}s", "-no_rate_quit"),
+                    *("-l", str(args.max * 5)),
+                ],
+                workdir=workdir,
+                trace_messages=False,
+            )
+            await asyncio.sleep(1.5)  # CDRs of the last calls
         server.close()
-        print(f"highest sustained rate: {best:.0f} calls/s (>= 99.9 % success)")
-        p50, p99 = best_pdd
-        print(f"post-dial delay added at that rate: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+        tally(steps, workdir, started, args.step_seconds, args.hold_ms / 1000)
+
+    header = ("offered cps", "calls", "ok", "success", "pdd p50 ms", "pdd p99 ms")
+    print("{:>11} {:>6} {:>6} {:>8} {:>10} {:>10}".format(*header))
+    best: Step | None = None
+    sustained = True  # so far, every step
+    for step in steps:
+        delays = step.delays_ms
+        p50, p99 = percentile(delays, 0.50), percentile(delays, 0.99)
+        ended = step.ended_ok + step.ended_failed
+        row = f"{step.rate:>11} {ended:>6} {step.ended_ok:>6} {step.share:>8.2%}"
+        print(f"{row} {p50:>10.3f} {p99:>10.3f}", flush=True)
+        sustained = sustained and step.share >= SUSTAINED_SHARE
+        if sustained:
+            best = step
+    print(f"SIPp: {result.successful} successful, {result.failed} failed of {total_calls}")
+    if best is None:
+        print("highest sustained rate: none (>= 99.9 % success)")
+        return
+    delays = best.delays_ms
+    p50, p99 = percentile(delays, 0.50), percentile(delays, 0.99)
+    print(f"highest sustained rate: {best.rate} calls/s (>= 99.9 % success)")
+    print(f"post-dial delay added at that rate: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
 
 
 if __name__ == "__main__":

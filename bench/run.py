@@ -30,7 +30,11 @@ class Step:
 
 
 STEPS = (
-    Step("CPS ramp", ("bench/cps.py", "--rates", "100,200,300,400", "--seconds", "10"), 240),
+    Step(
+        "CPS ramp",
+        ("bench/cps.py", "--start", "100", "--step", "100", "--max", "400", "--step-seconds", "15"),
+        180,
+    ),
     Step(
         "held calls",
         ("bench/held_calls.py", "--calls", "2000", "--rate", "100", "--hold-s", "60"),
@@ -83,12 +87,12 @@ def figures(step: Step, output: str) -> list[tuple[str, str]]:
     match step.title:
         case "CPS ramp":
             rate = find(r"highest sustained rate: (\d+)", output)
-            pdd = find(r"at that rate: p50 ([\d.na]+) ms, p99 ([\d.na]+) ms", output)
+            steps = find(r"^ +(\d+) +\d+ +\d+ +[\d.]+% +([\d.na]+) +([\d.na]+)$", output)
             return [
                 ("sustained CPS (>= 99.9 % success)", rate[0][0] if rate else "n/a"),
-                (
-                    "post-dial delay added p50 / p99",
-                    f"{pdd[0][0]} / {pdd[0][1]} ms" if pdd else "n/a",
+                *(
+                    (f"post-dial delay added p50 / p99 at {cps} CPS", f"{p50} / {p99} ms")
+                    for cps, p50, p99 in steps
                 ),
             ]
         case "held calls":
