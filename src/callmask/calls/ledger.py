@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 # Waits before a write that failed alone is tried again; after the last, it is logged.
 RETRY_DELAYS_S = (1.0, 5.0, 30.0)
+# Writes per transaction at most. SQLAlchemy prepares all of an executemany's rows in
+# one step of the event loop, which every call waits behind; the cap bounds that step
+# while a transaction still carries the writes of about 20 calls.
+MAX_BATCH = 64
 
 _OPEN_CALLS: Table = OpenCall.__table__  # type: ignore[assignment]
 _CALL_RECORDS: Table = CallRecord.__table__  # type: ignore[assignment]
@@ -149,7 +153,7 @@ class CallLedger:
             due = [q for q in self._retries if q.due <= now]
             if due:
                 self._retries = [q for q in self._retries if q.due > now]
-            batch, self._queue = self._queue, []
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             if batch or due:
                 self._in_flight = batch + due
                 try:
