@@ -86,3 +86,52 @@ async def test_a_node_killed_with_a_call_up_closes_it_when_it_starts_again(
             del far_end, caller
     finally:
         await node.stop()
+
+
+async def test_reports_still_owed_when_a_node_is_killed_are_delivered_after_it_starts_again(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The customer's status endpoint refuses a report (503), so it waits in the outbox
+    for its retry; the node is killed meanwhile, with another call up. Started again, it
+    delivers both: the owed report at its retry time, the cut call's as it closes it."""
+    receiver.always("/callback", Reply(body=DIAL))
+    receiver.answer("/status", Reply(status=503))
+    node = NodeProcess(tmp_path, receiver)
+    await node.set_up()
+    try:
+        async with SippUas("uas_answer.xml", port=node.trunk_port, calls=2) as far_end:
+            first = await run_uac(
+                "uac_call.xml",
+                target=("127.0.0.1", node.sip_port),
+                service=DID,
+                variables={"hold_ms": "200", "linger_ms": "0"},
+            )
+            assert first.successful == 1, first.describe()
+            await receiver.wait_for("/status")  # refused: the report is owed
+            second = asyncio.create_task(
+                run_uac(
+                    "uac_call.xml",
+                    target=("127.0.0.1", node.sip_port),
+                    service=DID,
+                    variables={"hold_ms": "3000"},
+                    timeout_s=20,
+                )
+            )
+            await receiver.wait_for("/callback", 2)
+            await asyncio.sleep(1.0)  # answered and talking
+            owed = node.query("SELECT status, attempt_count FROM webhook_events")
+            assert owed == [("pending", 1)], owed
+            await node.kill()
+            await node.start()
+            reports = await receiver.wait_for("/status", 3, timeout_s=20)
+            await second
+            del far_end
+    finally:
+        await node.stop()
+    delivered = [r.json()["status"] for r in reports[1:]]
+    assert sorted(delivered) == ["answered", "answered"]
+    assert len(receiver.on("/status")) == 3, "a report was sent more than once"
+    assert node.query("SELECT status, count(*) FROM webhook_events GROUP BY status") == [
+        ("delivered", 2)
+    ]
+    assert node.query("SELECT count(*) FROM call_records") == [(2,)]
