@@ -18,6 +18,7 @@ from tests.calls.conftest import B_NUMBER, CALLER, CALLER_ID, DID, Node
 from tests.support.audio import AudioSamples
 from tests.support.receiver import Reply
 from tests.support.sipp import (
+    LOOPBACK,
     RtpCapture,
     SippResult,
     SippUas,
@@ -25,6 +26,7 @@ from tests.support.sipp import (
     free_udp_port,
     run_uac,
 )
+from tests.support.udp_relay import DuplicatingRelay
 
 pytestmark = pytest.mark.interop
 
@@ -296,3 +298,83 @@ async def test_calls_complete_when_the_network_loses_five_percent_of_packets(nod
         )
         del far_end
     assert caller.successful >= calls * 0.99, caller.describe()
+
+
+async def test_calls_complete_once_on_a_carrier_network_that_delivers_every_packet_twice(
+    node: Node,
+) -> None:
+    """A carrier network that delivers every SIP packet twice, both ways on both legs: every
+    call still completes for the caller and the far end, callmask places exactly one
+    outbound call per call, writes one CDR and delivers one status report for it.
+
+    netem is not available everywhere, so each leg runs through a DuplicatingRelay
+    (tests/support/udp_relay.py): peers on loopback talk to the relay, which sends every
+    datagram on twice from its own socket. What each side answers to decides whether a
+    message crosses it:
+
+    - caller leg, SIPp UAC -> relay -> callmask SIP port. SIPp sends every request (INVITE,
+      ACK, BYE) to the address it was started against, the relay. callmask answers a UDP
+      request at its Via sent-by unless the Via carries rport (RFC 3261 18.2.2, RFC 3581),
+      so the caller asks for rport (uac_call_rport.xml) and the responses come back to the
+      relay, which is where the requests came from.
+    - trunk leg, callmask -> CALLMASK_TRUNK_URI -> SIPp UAS. The relay owns the node's
+      trunk port. SIPp answers at the packet source, the relay. callmask sends its ACK and
+      BYE to the Contact of the 200, so the far end names the relay there
+      (uas_answer_contact.xml, which also tolerates a copy of the INVITE while ringing).
+
+    RTP does not cross the relays: the SDP addresses are the parties' and rtpengine's own.
+    """
+    node.receiver.always("/callback", Reply(body=DIAL))
+    calls = 20
+    caller_port, far_port = free_udp_port(), free_udp_port()
+    async with (
+        DuplicatingRelay((LOOPBACK, caller_port), (LOOPBACK, node.sip_port)) as caller_leg,
+        DuplicatingRelay(
+            (LOOPBACK, node.sip_port), (LOOPBACK, far_port), port_for_a=node.trunk_port
+        ) as trunk_leg,
+    ):
+        contact = "{}:{}".format(*trunk_leg.address_for_a)
+        async with SippUas(
+            "uas_answer_contact.xml", port=far_port, calls=calls, variables={"contact": contact}
+        ) as far_end:
+            caller = await run_uac(
+                "uac_call_rport.xml",
+                target=caller_leg.address_for_a,
+                service=DID_DIGITS,
+                calls=calls,
+                rate=10,
+                local_port=caller_port,
+                variables={"caller": CALLER, "hold_ms": "300"},
+                timeout_s=30,
+            )
+            far = await far_end.wait(15)
+        reports = await node.status_reports(calls)
+        await asyncio.sleep(1.0)  # room for a report delivered twice to show up
+
+    # Every call completed for the carrier on both sides.
+    assert caller.returncode == 0 and caller.successful == calls, caller.describe()
+    assert far.returncode == 0 and far.successful == calls, far.describe()
+    # One outbound call per call: the far end saw each INVITE dialogue twice over (the
+    # copies), but only `calls` distinct Call-IDs.
+    far_invites = far.received("INVITE")
+    assert len({m.call_id for m in far_invites}) == calls, far.describe()
+    assert len(far_invites) >= 2 * calls
+    # One CDR per call, answered, tying each caller's Call-ID to one far-end Call-ID.
+    records = await node.records()
+    assert len(records) == calls
+    assert {r.status for r in records} == {"answered"}
+    assert {r.a_sip_call_id for r in records} == {m.call_id for m in caller.sent("INVITE")}
+    assert {r.b_sip_call_id for r in records} == {m.call_id for m in far_invites}
+    # One status report per call, each delivered once.
+    assert len(node.receiver.on("/status")) == calls
+    assert {report["status"] for report in reports} == {"answered"}
+    assert len({r.headers.get("webhook-id") for r in node.receiver.on("/status")}) == calls
+    # The copies really happened, both ways on both legs, in-dialog requests included:
+    # per call the caller sends INVITE, ACK and BYE, callmask answers at least 180, 200
+    # and 200 (BYE); callmask sends the far end INVITE, ACK and BYE, it answers 180, 200
+    # and 200 (BYE).
+    for leg in (caller_leg, trunk_leg):
+        counts = leg.counts
+        assert counts.strays == 0, counts
+        assert counts.received["a->b"] >= 3 * calls and counts.received["b->a"] >= 3 * calls
+        assert counts.duplicated >= sum(counts.received.values()), counts
