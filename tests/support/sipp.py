@@ -372,6 +372,10 @@ _TRACE_BLOCK = re.compile(
 _LOST_ON_RECEIVE = re.compile(rb"\n?[A-Z]+ message (?:\(retrans\) )?lost \(recv\)\.")
 
 
+# Written by SIPp instead of a sent block when -lost drops a message it was about to send.
+_LOST_ON_SEND = b"message voluntary lost (while sending)"
+
+
 def parse_message_trace(data: bytes) -> list[SipMessage]:
     """Parse a SIPp -trace_msg file into messages, in the order SIPp logged them."""
     messages: list[SipMessage] = []
@@ -422,6 +426,8 @@ class SippResult:
     command: tuple[str, ...] = ()
     workdir: Path | None = None
     """Where the traces are, when the caller gave a directory that outlives the run."""
+    lost_on_send: int = 0
+    """Messages SIPp left unsent for ``-lost``: it logs no block for them, only a note."""
 
     def received(self, method_or_status: str | int) -> list[SipMessage]:
         """Requests of that method or responses with that status that SIPp received and
@@ -690,8 +696,10 @@ class _Run:
         process = self.process
         returncode = -1 if process is None or process.returncode is None else process.returncode
         messages: list[SipMessage] = []
+        trace = b""
         with contextlib.suppress(OSError):
-            messages = parse_message_trace(self.message_file.read_bytes())
+            trace = self.message_file.read_bytes()
+            messages = parse_message_trace(trace)
         screen = _read_text(self.screen_file)
         successful, failed = _read_counts(self.stat_file, screen)
         return SippResult(
@@ -703,6 +711,7 @@ class _Run:
             errors=_read_text(self.error_file),
             screen=screen,
             command=tuple(self.command),
+            lost_on_send=trace.count(_LOST_ON_SEND),
             workdir=self.workdir if self.keep_workdir else None,
         )
 
