@@ -10,7 +10,7 @@ succeeded, and so were all steps below it. Post-dial delay is what callmask adds
 the caller's INVITE and the outbound INVITE with the callback's time taken out; it is
 read from each call's CDR and grouped by the step the INVITE came in.
 
-    .venv/bin/python bench/cps.py --start 100 --step 100 --max 400 --step-seconds 15
+    .venv/bin/python bench/cps.py --start 100 --step 100 --max 700 --step-seconds 10
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=int, default=100, help="first offered rate, calls/s")
     parser.add_argument("--step", type=int, default=100, help="rate added at each step")
-    parser.add_argument("--max", type=int, default=400, help="last offered rate")
-    parser.add_argument("--step-seconds", type=int, default=15)
+    parser.add_argument("--max", type=int, default=700, help="last offered rate")
+    parser.add_argument("--step-seconds", type=int, default=10)
     parser.add_argument("--hold-ms", type=int, default=1000)
     args = parser.parse_args()
     steps = [Step(rate) for rate in range(args.start, args.max + 1, args.step)]

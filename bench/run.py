@@ -32,7 +32,7 @@ class Step:
 STEPS = (
     Step(
         "CPS ramp",
-        ("bench/cps.py", "--start", "100", "--step", "100", "--max", "400", "--step-seconds", "15"),
+        ("bench/cps.py", "--start", "100", "--step", "100", "--max", "700", "--step-seconds", "10"),
         180,
     ),
     Step(
