@@ -247,6 +247,24 @@ async def test_pages_run_newest_first_and_the_limit_is_capped(
     assert (body["count"], body["size"], body["results"]) == (105, 0, [])
 
 
+@pytest.mark.usefixtures("records")
+@pytest.mark.parametrize(
+    ("limit", "pages"),
+    [("1", ["r5", "r3", "r2", "r1", ""]), ("3", ["r5 r3 r2", "r1", ""])],
+)
+async def test_a_customers_calls_page_through_both_directions_newest_first(
+    client: httpx.AsyncClient, tenant: Tenant, limit: str, pages: list[str]
+) -> None:
+    """The customer 9876501234 called in (r1, r2) and was called (r3, r5): a page of its
+    calls is cut from the newest of each direction, so every page, offsets included,
+    interleaves the two in time order."""
+    for number, expected in enumerate(pages, start=1):
+        params = {"callerid": "9876501234", "limit": limit, "page": str(number)}
+        body = await fetch(client, tenant, params)
+        assert body["count"] == 4
+        assert " ".join(r["call_id"] for r in body["results"]) == expected, number
+
+
 async def test_another_accounts_records_are_never_listed(
     client: httpx.AsyncClient, other_tenant: Tenant, tenant: Tenant, records: None
 ) -> None:

