@@ -27,6 +27,7 @@ import contextlib
 import ctypes
 import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -143,46 +144,63 @@ def sipp_available() -> bool:
 
 
 # Ports this process has handed out. A port is free when asked for but is only bound
-# later, by whoever got it; the kernel may offer it again meanwhile, and two parts of one
-# test (a trunk's SIPp and rtpengine's ng socket, say) would then share it. Never again.
+# later, by whoever got it; two parts of one test (a trunk's SIPp and rtpengine's ng
+# socket, say) would otherwise be offered the same one. Never again.
 _handed_out: set[int] = set()
+
+# Where the ports handed out come from: below the kernel's ephemeral range, so that no
+# socket the kernel numbers itself (an HTTP client's connection, rtpengine's ng client, a
+# SIPp media socket) can take a port between the moment it is handed out and the moment
+# its owner binds it, and above and apart from the rtpengine media ranges the tests and
+# benches configure (20000 and up).
+_HANDED_OUT_FROM = range(10000, 20000)
+
+
+def _ephemeral_ports() -> range:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+        low, high = (int(field) for field in ports.read().split())
+    return range(low, high + 1)
+
+
+if set(_HANDED_OUT_FROM) & set(_ephemeral_ports()):
+    raise RuntimeError(
+        f"the kernel's ephemeral ports ({_ephemeral_ports()}) overlap the ports the tests "
+        f"hand out ({_HANDED_OUT_FROM}); raise net.ipv4.ip_local_port_range's low end"
+    )
+
+
+def _bindable(kind: socket.SocketKind, port: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
 
 
 def free_udp_port() -> int:
     """A port on 127.0.0.1 that is free for both UDP and TCP right now (SIP listens on
     both) and that this process has not handed out before."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((LOOPBACK, 0))
-            port: int = udp.getsockname()[1]
-            if port in _handed_out:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                _handed_out.add(port)
-                return port
-    raise SippError("no port free for both UDP and TCP on 127.0.0.1 after 100 tries")
+    for _ in range(200):
+        port = random.choice(_HANDED_OUT_FROM)
+        if port in _handed_out:
+            continue
+        if _bindable(socket.SOCK_DGRAM, port) and _bindable(socket.SOCK_STREAM, port):
+            _handed_out.add(port)
+            return port
+    raise SippError(f"no port in {_HANDED_OUT_FROM} free for both UDP and TCP after 200 tries")
 
 
 def free_media_port() -> int:
     """An even UDP port P on 127.0.0.1 with P+2 also free: SIPp binds ``-mp`` and ``-mp``+2."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
-            first.bind((LOOPBACK, 0))
-            port: int = first.getsockname()[1]
-            if port % 2 or port + 2 > 65535 or {port, port + 1, port + 2} & _handed_out:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
-                try:
-                    second.bind((LOOPBACK, port + 2))
-                except OSError:
-                    continue
-                _handed_out.update((port, port + 1, port + 2, port + 3))
-                return port
-    raise SippError("no free even UDP port pair on 127.0.0.1 after 100 tries")
+    for _ in range(200):
+        port = random.randrange(_HANDED_OUT_FROM.start, _HANDED_OUT_FROM.stop - 4, 2)
+        if {port, port + 1, port + 2, port + 3} & _handed_out:
+            continue
+        if _bindable(socket.SOCK_DGRAM, port) and _bindable(socket.SOCK_DGRAM, port + 2):
+            _handed_out.update((port, port + 1, port + 2, port + 3))
+            return port
+    raise SippError(f"no free even UDP port pair in {_HANDED_OUT_FROM} after 200 tries")
 
 
 # --------------------------------------------------------------------------- SIP messages
