@@ -1,14 +1,15 @@
 """Fixtures for media tests: a managed rtpengine on random loopback ports, and a client.
 
-Ports are drawn at random from 40000-49999 for every test so that engineers running their
-own rtpengine tests on the same machine rarely collide; a busy ng port is retried.
+Media ports are drawn at random from 40000-49999 for every test so that engineers running
+their own rtpengine tests on the same machine rarely collide; the ng port is handed out
+like every other test port (``tests.support.sipp.free_udp_port``), and a busy one is
+retried.
 """
 
 from __future__ import annotations
 
 import random
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,27 +17,12 @@ import pytest
 
 from callmask.media.rtpengine import RtpengineClient
 from callmask.media.rtpengine_process import ManagedRtpengine, RtpengineStartError
+from tests.support.sipp import free_udp_port
 
 RTPENGINE_BINARY = shutil.which("rtpengine")
 PORT_LOW = 40000
 PORT_HIGH = 49999
 MEDIA_PORT_COUNT = 100
-
-
-def random_free_udp_port(*, avoid: range = range(0)) -> int:
-    for _ in range(50):
-        port = random.randint(PORT_LOW, PORT_HIGH)
-        if port in avoid:
-            continue
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            probe.close()
-        return port
-    raise RuntimeError("no free UDP port found in 50 tries")
 
 
 def random_media_ports(count: int = MEDIA_PORT_COUNT) -> range:
@@ -49,7 +35,7 @@ def managed(log_path: Path | None, **options: object) -> tuple[ManagedRtpengine,
     if RTPENGINE_BINARY is None:
         pytest.skip("the rtpengine binary (Debian rtpengine-daemon) is not installed")
     media_ports = random_media_ports()
-    ng_port = random_free_udp_port(avoid=media_ports)
+    ng_port = free_udp_port()  # below 20000: never among the media ports
     engine = ManagedRtpengine(
         binary=RTPENGINE_BINARY,
         ng_port=ng_port,

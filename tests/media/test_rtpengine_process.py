@@ -13,7 +13,8 @@ import pytest
 
 from callmask.media.rtpengine import RtpengineClient
 from callmask.media.rtpengine_process import ManagedRtpengine, RtpengineStartError
-from tests.media.conftest import RTPENGINE_BINARY, managed, random_free_udp_port, started
+from tests.media.conftest import RTPENGINE_BINARY, managed, started
+from tests.support.sipp import free_udp_port
 
 
 def alive(pid: int) -> bool:
@@ -74,7 +75,7 @@ async def test_the_operator_starts_and_stops_the_managed_rtpengine(tmp_path: Pat
 async def test_a_missing_binary_is_a_clear_start_error(tmp_path: Path) -> None:
     engine = ManagedRtpengine(
         binary=str(tmp_path / "no-such-rtpengine"),
-        ng_port=random_free_udp_port(),
+        ng_port=free_udp_port(),
         port_min=46000,
         port_max=46099,
     )
@@ -125,7 +126,7 @@ async def test_an_rtpengine_that_never_answers_times_out_with_a_clear_error(
     fake.chmod(0o755)
     engine = ManagedRtpengine(
         binary=str(fake),
-        ng_port=random_free_udp_port(),
+        ng_port=free_udp_port(),
         port_min=46000,
         port_max=46099,
         start_timeout_s=1.0,

@@ -162,9 +162,10 @@ def _ephemeral_ports() -> range:
     return range(low, high + 1)
 
 
-if set(_HANDED_OUT_FROM) & set(_ephemeral_ports()):
+_EPHEMERAL = _ephemeral_ports()
+if _EPHEMERAL.start < _HANDED_OUT_FROM.stop and _HANDED_OUT_FROM.start < _EPHEMERAL.stop:
     raise RuntimeError(
-        f"the kernel's ephemeral ports ({_ephemeral_ports()}) overlap the ports the tests "
+        f"the kernel's ephemeral ports ({_EPHEMERAL}) overlap the ports the tests "
         f"hand out ({_HANDED_OUT_FROM}); raise net.ipv4.ip_local_port_range's low end"
     )
 

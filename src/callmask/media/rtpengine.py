@@ -423,8 +423,9 @@ class _Retransmission:
 
 
 def _json(command: Mapping[str, object]) -> bytes:
-    """The JSON form of a request: compact, and only what bencode could carry too (no
-    booleans, floats or nulls, which rtpengine's dictionaries have no use for)."""
+    """The JSON form of a request, compact. Unlike ``encode`` it does not refuse
+    booleans, floats or nulls; the commands this client builds hold none (strings,
+    integers, lists and dictionaries only, what bencode carries too)."""
     try:
         return json.dumps(command, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
