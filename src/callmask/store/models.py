@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -431,3 +432,30 @@ class NodeHeartbeat(Base):
 
     node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     heartbeat_at: Mapped[dt.datetime]
+
+
+# -- Idempotent POSTs (migration 0006) ---------------------------------------------------
+# A client that retries a POST after a timeout must not create a second session, call or
+# number; ``Idempotency-Key`` names the attempt. Kept in the store, not in memory, so a
+# retry that reaches another node or a restarted one gets the first answer too.
+
+
+class IdempotentRequest(Base):
+    """The first answer to a POST that carried ``Idempotency-Key``: replayed for the same
+    key and body within 24 h; the same key with another body is refused (422).
+    ``status_code`` is NULL while the first request is still being answered."""
+
+    __tablename__ = "idempotent_requests"
+
+    # Who sent it: an account id, or "operator" for the operator API.
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(Text)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[str | None] = mapped_column(Text)  # JSON list of pairs
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        default=utcnow, server_default=func.now(), index=True
+    )
