@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from callmask.calls.control import LiveCall
 from callmask.calls.outcome import CallStatus, CallSummary
+from callmask.routing.route import Report
 from callmask.sip.transaction import (
     AckReceived,
     AckTimedOut,
@@ -67,15 +68,6 @@ CallEvent = (
 
 class CallEnded(Exception):
     """Raised inside a flow when the call is over; ``run`` writes the outcome."""
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """A webhook the end of a call causes: where, what kind, what body."""
-
-    url: str
-    event_type: str
-    payload: dict[str, object]
 
 
 def sdp_text(body: bytes) -> str:

@@ -24,7 +24,6 @@ from callmask.calls.base import (
     CallEvent,
     CancelReceived,
     HangupRequested,
-    Report,
     TransferRequested,
     sdp_text,
 )
@@ -37,6 +36,7 @@ from callmask.routing.decisions import (
     RoutingFailed,
     UnknownNumber,
 )
+from callmask.routing.route import CallRouting, Report
 from callmask.sip.message import Request, Response
 from callmask.sip.transaction import (
     AckReceived,
@@ -48,7 +48,6 @@ from callmask.sip.transaction import (
 
 if TYPE_CHECKING:
     from callmask.calls.engine import CallEngine
-    from callmask.store.routes import Route
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,9 +71,7 @@ class InboundCall(CallBase):
         self.received_at = time.perf_counter()
         self.b: OutboundLeg | None = None
         self.a_acked = False
-        self.status_url: str | None = None
-        self.action_type: str | None = None
-        self.webhook_url: str | None = None  # the account's Tata webhook, for ANONYMIZE
+        self.routing: CallRouting | None = None  # chosen at admission
         # Relayed in-dialog offers: our transaction key -> (origin leg, its txn key, request)
         self._relays: dict[str, tuple[str, str, Request]] = {}
         self._interruptible: asyncio.Task[None] | None = None  # see _while_ringing
@@ -151,13 +148,7 @@ class InboundCall(CallBase):
                 pass
 
     def report(self) -> Report | None:
-        if self.action_type == "ANONYMIZE":
-            url, event_type = self.webhook_url, "call.details"
-        else:
-            url, event_type = self.status_url, "call.status"
-        if not url:
-            return None
-        return Report(url, event_type, self.engine.payload_for(event_type, self.summary))
+        return None if self.routing is None else self.routing.report(self.summary)
 
     # -- the flow ----------------------------------------------------------------
 
@@ -187,11 +178,11 @@ class InboundCall(CallBase):
         self.engine.finish(self)
 
     async def _flow(self) -> None:
-        route = await self._lookup()
+        routing = await self._admit()
         # perf_counter, not the loop clock: uvloop's loop.time() has millisecond steps,
         # too coarse for a delay measured in fractions of a millisecond.
         asked_at = time.perf_counter()
-        decision = await self._ask(route)
+        decision = await self._decide(routing)
         callback_s = time.perf_counter() - asked_at
         self.summary.details["callback_ms"] = round(callback_s * 1000, 1)
         log.info("routed decision=%s callback_ms=%.1f", decision, callback_s * 1000)
@@ -201,18 +192,19 @@ class InboundCall(CallBase):
             case PlayAudio():
                 await self._announce(decision)
 
-    async def _lookup(self) -> Route:
+    async def _admit(self) -> CallRouting:
         # Not raced against the caller's CANCEL as the slower steps are: the lookup is a
         # local read (see store.routes), and a CANCEL that comes meanwhile is taken
         # up by the very next step.
         try:
-            return await self.engine.lookup(self)
+            self.routing = await self.engine.admit(self)
         except UnknownNumber as exc:
             raise self._refuse(404, CallStatus.FAILED, f"no action for number {exc}") from exc
+        return self.routing
 
-    async def _ask(self, route: Route) -> Decision:
+    async def _decide(self, routing: CallRouting) -> Decision:
         try:
-            return await self._while_ringing(self.engine.ask(self, route))
+            return await self._while_ringing(self.engine.decide(self, routing))
         except RoutingFailed as exc:
             # 480: "the callee's end system was contacted but is unavailable right now":
             # the carrier plays its unavailable announcement instead of silence and

@@ -49,13 +49,13 @@ from callmask.calls.origination import wait_for_agent as agent_answered
 from callmask.calls.outcome import CallSummary, CallTimes, new_public_call_id
 from callmask.calls.sdp import MaskedMedia
 from callmask.config import Settings
-from callmask.errors import InvalidInput
 from callmask.logs import call_id_var
 from callmask.media.rtpengine_process import ManagedRtpengine
 from callmask.media.tts import TextToSpeech
-from callmask.phone import normalise
-from callmask.routing import infobip, tata
 from callmask.routing.decisions import Decision, RoutingFailed, UnknownNumber
+from callmask.routing.reports import payload_for
+from callmask.routing.route import CallRouting, Exchange
+from callmask.routing.table import RoutingTable
 from callmask.sip.message import Request, make_response
 from callmask.sip.transaction import (
     AckReceived,
@@ -68,7 +68,6 @@ from callmask.sip.transaction import (
 )
 from callmask.store.database import Database
 from callmask.store.repositories import AudioFiles
-from callmask.store.routes import Route, RouteLookup
 from callmask.webhooks.outbox import new_event
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,15 @@ class CallEngine:
         self.webhooks = webhooks
         self.tts = TextToSpeech(settings.data_dir / "tts")
         self.node_id = settings.effective_node_id
-        self.routes = RouteLookup(database)
+        self.routing = RoutingTable(
+            database,
+            Exchange(
+                http,
+                timeout_s=settings.callback_timeout,
+                allow_private=settings.webhook_allow_private,
+                default_region=settings.default_region,
+            ),
+        )
         self.ledger = CallLedger(database, on_events=webhooks.notify if webhooks else None)
         self.rtpengine_process: ManagedRtpengine | None = None  # when callmask runs it
         self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, self.on_event)
@@ -129,7 +136,7 @@ class CallEngine:
     async def serve(self) -> None:
         """Run until ``stop()``: SIP up, calls in a TaskGroup, then a clean shutdown."""
         self.trunk = await self._resolve_trunk(self.trunk)
-        closed = await recovery.close_orphans(self.database, self.node_id, self.payload_for)
+        closed = await recovery.close_orphans(self.database, self.node_id, payload_for)
         if closed and self.webhooks is not None:
             self.webhooks.notify()
         await recovery.heartbeat(self.database, self.node_id)
@@ -154,7 +161,7 @@ class CallEngine:
             self._group = None
             await self.ledger.close()
             await self.endpoint.close()
-            self.routes.close()
+            self.routing.close()
 
     def stop(self) -> None:
         self._stopping = True
@@ -314,58 +321,27 @@ class CallEngine:
 
     # -- what calls ask of the engine -------------------------------------------
 
-    async def lookup(self, call: InboundCall) -> Route:
-        """Whose number the caller dialled and what its action is; fills in the call's
-        summary. Raises ``UnknownNumber`` for a DID that is not ours or has no action."""
+    async def admit(self, call: InboundCall) -> CallRouting:
+        """Whose number the caller dialled and which dialect routes the call, chosen
+        once; fills in the call's summary. Raises ``UnknownNumber`` for a DID that is
+        not ours or has neither an action nor a pool."""
         summary = call.summary
         user = request_user(call.a.invite)
-        try:
-            did = normalise(user or "", self.settings.default_region)
-        except InvalidInput:
-            did = None
-        route = None if did is None else await self.routes.find(did)
-        if did is None or route is None:
+        did = self.routing.did_of(user)
+        routing = None if did is None else await self.routing.find(summary.caller, did)
+        if did is None or routing is None:
             raise UnknownNumber(user or "")
-        summary.account_id = route.account_id
+        summary.account_id = routing.account_id
         summary.did = did
-        summary.action_key = route.action_key
-        call.status_url = route.status_url
-        call.action_type = route.action_type
-        if route.action_type == "ANONYMIZE":
-            call.webhook_url = route.account_webhook_url
-        return route
+        summary.action_key = routing.action_key
+        summary.service = routing.service
+        return routing
 
-    async def ask(self, call: InboundCall, route: Route) -> Decision:
-        """The customer's routing callback for this call. Raises ``RoutingFailed``."""
-        summary = call.summary
-        did = summary.did
-        assert did is not None, "lookup() comes first"
-        settings = self.settings
+    async def decide(self, call: InboundCall, routing: CallRouting) -> Decision:
+        """The customer's answer for this call. Raises ``RoutingFailed``."""
         started = time.perf_counter()
         try:
-            if route.action_type == "ANONYMIZE":
-                summary.service = "anonymize"
-                return await tata.ask(
-                    self.http,
-                    route.callback_url,
-                    uuid=summary.record_id,
-                    call_id=summary.public_call_id,
-                    did=did,
-                    caller=summary.caller,
-                    start_stamp=summary.invited_utc,
-                    timeout_s=settings.callback_timeout,
-                    allow_private=settings.webhook_allow_private,
-                    default_region=settings.default_region,
-                )
-            return await infobip.ask(
-                self.http,
-                route.callback_url,
-                caller=summary.caller,
-                did=did,
-                timeout_s=settings.callback_timeout,
-                allow_private=settings.webhook_allow_private,
-                default_region=settings.default_region,
-            )
+            return await routing.decide(call.summary)
         except RoutingFailed:
             metrics.CALLBACK_FAILURES.inc()
             raise
@@ -543,38 +519,3 @@ class CallEngine:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         call.post(TransferRequested(number, done))
         return await done
-
-    def payload_for(self, event_type: str, summary: CallSummary) -> dict[str, object]:
-        """The body of the report a call's end causes: Infobip's status report or Tata's
-        call details."""
-        if event_type == "call.status":
-            return infobip.status_report(
-                command=summary.command,
-                caller=summary.caller,
-                did=summary.did or "",
-                transfer_to=summary.callee,
-                duration_s=summary.times.talk_seconds(),
-                status=summary.status.value,
-                file_id=summary.file_id,
-            )
-        return self.call_details(summary)
-
-    def call_details(self, summary: CallSummary) -> dict[str, object]:
-        """The Tata-dialect call details sent to the account's webhook."""
-        ended = summary.utc(summary.times.ended) or summary.invited_utc
-        return tata.call_details(
-            call_id=summary.public_call_id,
-            uuid=summary.record_id,
-            direction=summary.direction,
-            service=summary.service,
-            did=summary.did,
-            caller=summary.caller,
-            callee=summary.callee,
-            started=summary.invited_utc,
-            answered=summary.utc(summary.times.answered),
-            ended=ended,
-            answered_seconds=summary.times.talk_seconds(),
-            status=summary.status.value,
-            hangup_cause=summary.hangup_cause,
-            custom_identifier=summary.custom_identifier,
-        )

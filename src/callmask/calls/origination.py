@@ -20,13 +20,14 @@ from callmask.calls.base import (
     CallBase,
     CallEnded,
     HangupRequested,
-    Report,
     sdp_text,
 )
 from callmask.calls.control import Announcement, ClickToCall
 from callmask.calls.legs import OutboundLeg
 from callmask.calls.outcome import CallStatus, CallSummary, status_for_code
 from callmask.calls.sdp import audio_endpoint
+from callmask.routing import tata
+from callmask.routing.route import Report
 from callmask.sip.message import Request, Response
 from callmask.sip.transaction import RequestReceived, ResponseReceived, TransactionTimedOut
 
@@ -233,9 +234,7 @@ class PlacedCall(CallBase, abc.ABC):
     def report(self) -> Report | None:
         if not self.webhook_url:
             return None
-        return Report(
-            self.webhook_url, "call.details", self.engine.payload_for("call.details", self.summary)
-        )
+        return Report(self.webhook_url, tata.CALL_DETAILS, tata.call_details_of(self.summary))
 
 
 class ClickToCallFlow(PlacedCall):

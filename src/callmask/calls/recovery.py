@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callmask.calls.base import Report
 from callmask.calls.outcome import CallStatus, CallSummary, CallTimes, store_record
+from callmask.routing.route import Report
 from callmask.store.database import Database
 from callmask.store.models import NodeHeartbeat, OpenCall, utcnow
 from callmask.webhooks.outbox import enqueue

@@ -10,15 +10,20 @@ names it, so the caller gets a defined SIP answer and the status report says ``f
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from callmask.calls.outcome import CallSummary
 from callmask.errors import InvalidInput
 from callmask.netguard import check_url
 from callmask.outbound import read_at_most, refusal
 from callmask.phone import digits, normalise
 from callmask.routing.decisions import Decision, DialNumbers, PlayAudio, RoutingFailed
+from callmask.routing.route import Exchange, Report
+
+STATUS_REPORT = "call.status"
 
 # A routing answer is a few hundred bytes; anything much larger is not one.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -138,3 +143,49 @@ def status_report(
         "status": status,
         "fileId": file_id,
     }
+
+
+def status_report_of(summary: CallSummary) -> dict[str, object]:
+    return status_report(
+        command=summary.command,
+        caller=summary.caller,
+        did=summary.did or "",
+        transfer_to=summary.callee,
+        duration_s=summary.times.talk_seconds(),
+        status=summary.status.value,
+        file_id=summary.file_id,
+    )
+
+
+@dataclass(slots=True)
+class InfobipRouting:
+    """A VOICE_NUMBER_MASKING action: its callbackUrl decides each call, its statusUrl
+    hears how each ended."""
+
+    exchange: Exchange
+    account_id: str
+    did: str
+    action_key: str | None
+    callback_url: str
+    status_url: str | None
+    service: str = "number_masking"
+
+    async def decide(self, summary: CallSummary) -> Decision:
+        exchange = self.exchange
+        return await ask(
+            exchange.http,
+            self.callback_url,
+            caller=summary.caller,
+            did=self.did,
+            timeout_s=exchange.timeout_s,
+            allow_private=exchange.allow_private,
+            default_region=exchange.default_region,
+        )
+
+    def report(self, summary: CallSummary) -> Report | None:
+        if not self.status_url:
+            return None
+        return Report(self.status_url, STATUS_REPORT, status_report_of(summary))
+
+    async def ended(self, summary: CallSummary) -> None:
+        return None

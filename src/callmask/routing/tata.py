@@ -11,14 +11,19 @@ DID, which is the point of anonymising.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from callmask.calls.outcome import CallSummary
 from callmask.errors import InvalidInput
 from callmask.phone import normalise
-from callmask.routing.decisions import DialNumbers, RoutingFailed
+from callmask.routing.decisions import Decision, DialNumbers, RoutingFailed
 from callmask.routing.infobip import post_json
+from callmask.routing.route import Exchange, Report
+
+CALL_DETAILS = "call.details"
 
 # A transfer list longer than this is a bug on the user's side, not a hunt group.
 MAX_TRANSFER_NUMBERS = 10
@@ -117,3 +122,60 @@ def call_details(
         "hangup_cause": hangup_cause,
         "custom_identifier": custom_identifier,
     }
+
+
+def call_details_of(summary: CallSummary) -> dict[str, object]:
+    ended = summary.utc(summary.times.ended) or summary.invited_utc
+    return call_details(
+        call_id=summary.public_call_id,
+        uuid=summary.record_id,
+        direction=summary.direction,
+        service=summary.service,
+        did=summary.did,
+        caller=summary.caller,
+        callee=summary.callee,
+        started=summary.invited_utc,
+        answered=summary.utc(summary.times.answered),
+        ended=ended,
+        answered_seconds=summary.times.talk_seconds(),
+        status=summary.status.value,
+        hangup_cause=summary.hangup_cause,
+        custom_identifier=summary.custom_identifier,
+    )
+
+
+@dataclass(slots=True)
+class TataRouting:
+    """An ANONYMIZE action: the user's API lists the numbers to try; the account's
+    webhook gets the call details."""
+
+    exchange: Exchange
+    account_id: str
+    did: str
+    action_key: str | None
+    callback_url: str
+    webhook_url: str | None
+    service: str = "anonymize"
+
+    async def decide(self, summary: CallSummary) -> Decision:
+        exchange = self.exchange
+        return await ask(
+            exchange.http,
+            self.callback_url,
+            uuid=summary.record_id,
+            call_id=summary.public_call_id,
+            did=self.did,
+            caller=summary.caller,
+            start_stamp=summary.invited_utc,
+            timeout_s=exchange.timeout_s,
+            allow_private=exchange.allow_private,
+            default_region=exchange.default_region,
+        )
+
+    def report(self, summary: CallSummary) -> Report | None:
+        if not self.webhook_url:
+            return None
+        return Report(self.webhook_url, CALL_DETAILS, call_details_of(summary))
+
+    async def ended(self, summary: CallSummary) -> None:
+        return None
