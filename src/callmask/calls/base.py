@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from callmask.calls.control import LiveCall
 from callmask.calls.outcome import CallStatus, CallSummary
@@ -22,16 +22,7 @@ from callmask.sip.transaction import (
 )
 
 if TYPE_CHECKING:
-    from callmask.calls.engine import CallEngine
-
-
-class MediaRelay(Protocol):
-    """What a call needs from the media anchor (rtpengine's ng commands)."""
-
-    async def offer(self, call_id: str, from_tag: str, sdp: str) -> str: ...
-    async def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: str) -> str: ...
-    async def delete(self, call_id: str, from_tag: str | None = None) -> dict[str, object]: ...
-    async def play_media(self, call_id: str, from_tag: str, file: str) -> int: ...
+    from callmask.calls.ports import CallPorts
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +66,8 @@ def sdp_text(body: bytes) -> str:
 
 
 class CallBase:
-    def __init__(self, engine: CallEngine, summary: CallSummary) -> None:
-        self.engine = engine
+    def __init__(self, ports: CallPorts, summary: CallSummary) -> None:
+        self.ports = ports
         self.summary = summary
         self.id = summary.record_id
         self.queue: asyncio.Queue[CallEvent] = asyncio.Queue()
@@ -90,7 +81,7 @@ class CallBase:
         self.opened = False  # noted in open_calls (see calls/recovery.py)
 
     async def run(self) -> None:
-        """The whole life of the call; always ends with ``engine.finish(self)``."""
+        """The whole life of the call; always ends with ``ports.book.finish(self)``."""
         raise NotImplementedError
 
     def post(self, event: CallEvent) -> None:
@@ -101,14 +92,14 @@ class CallBase:
         return asyncio.get_running_loop().time()
 
     def track(self, key: str) -> None:
-        """Have the engine send this transaction's responses and timeouts here."""
+        """Have this transaction's responses and timeouts here."""
         self.keys.add(key)
-        self.engine.track(key, self)
+        self.ports.registry.track(key, self)
 
     def own_sip_call_id(self, sip_call_id: str) -> None:
-        """Have the engine send in-dialog requests and ACKs of this Call-ID here."""
+        """Have in-dialog requests and ACKs of this Call-ID here."""
         self.sip_call_ids.add(sip_call_id)
-        self.engine.register_sip_call_id(sip_call_id, self)
+        self.ports.registry.register_sip_call_id(sip_call_id, self)
 
     async def next_event(self, timeout_s: float | None = None) -> CallEvent | None:
         if timeout_s is not None and timeout_s <= 0:
@@ -152,8 +143,8 @@ class CallBase:
             return
         try:
             stats = await asyncio.wait_for(
-                self.engine.media.delete(self.id, self.media_tag), timeout=3
+                self.ports.media.delete(self.id, self.media_tag), timeout=3
             )
-            self.summary.details["media"] = self.engine.media_counts(stats)
+            self.summary.details["media"] = self.ports.media_counts(stats)
         except Exception as exc:
             self.summary.details["media_error"] = str(exc)

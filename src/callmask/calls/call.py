@@ -33,7 +33,9 @@ from callmask.routing.decisions import (
     Decision,
     DialNumbers,
     PlayAudio,
+    PlayPrompt,
     RoutingFailed,
+    RoutingRefused,
     UnknownNumber,
 )
 from callmask.routing.route import CallRouting, Report
@@ -47,7 +49,7 @@ from callmask.sip.transaction import (
 )
 
 if TYPE_CHECKING:
-    from callmask.calls.engine import CallEngine
+    from callmask.calls.ports import CallPorts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,8 +67,8 @@ TEARDOWN_GRACE_S = 2.0
 
 
 class InboundCall(CallBase):
-    def __init__(self, engine: CallEngine, a: InboundLeg, summary: CallSummary) -> None:
-        super().__init__(engine, summary)
+    def __init__(self, ports: CallPorts, a: InboundLeg, summary: CallSummary) -> None:
+        super().__init__(ports, summary)
         self.a = a
         self.received_at = time.perf_counter()
         self.b: OutboundLeg | None = None
@@ -167,7 +169,7 @@ class InboundCall(CallBase):
         except asyncio.CancelledError:
             self.end(CallStatus.FAILED, "callmask shutting down", by="system")
             await self._teardown()
-            self.engine.finish(self)
+            self.ports.book.finish(self)
             raise
         except Exception as exc:
             log.exception("call %s failed", self.summary.public_call_id)
@@ -175,7 +177,18 @@ class InboundCall(CallBase):
             if not self.a.final_sent:
                 self.a.respond(500, "Server Internal Error")
         await self._teardown()
-        self.engine.finish(self)
+        await self._routing_ended()
+        self.ports.book.finish(self)
+
+    async def _routing_ended(self) -> None:
+        """Let the dialect store its view of the finished call (a session's
+        interaction); a failure there is logged, never lets the CDR go unwritten."""
+        if self.routing is None:
+            return
+        try:
+            await self.routing.ended(self.summary)
+        except Exception:
+            log.exception("call %s: routing end not stored", self.summary.public_call_id)
 
     async def _flow(self) -> None:
         routing = await self._admit()
@@ -191,20 +204,24 @@ class InboundCall(CallBase):
                 await self._dial(decision, callback_s)
             case PlayAudio():
                 await self._announce(decision)
+            case PlayPrompt():
+                await self._prompt_and_refuse(decision)
 
     async def _admit(self) -> CallRouting:
         # Not raced against the caller's CANCEL as the slower steps are: the lookup is a
         # local read (see store.routes), and a CANCEL that comes meanwhile is taken
         # up by the very next step.
         try:
-            self.routing = await self.engine.admit(self)
+            self.routing = await self.ports.admission.admit(self)
         except UnknownNumber as exc:
             raise self._refuse(404, CallStatus.FAILED, f"no action for number {exc}") from exc
         return self.routing
 
     async def _decide(self, routing: CallRouting) -> Decision:
         try:
-            return await self._while_ringing(self.engine.decide(self, routing))
+            return await self._while_ringing(self.ports.admission.decide(self, routing))
+        except RoutingRefused as exc:
+            raise self._refuse(exc.code, CallStatus.FAILED, str(exc), exc.reason) from exc
         except RoutingFailed as exc:
             # 480: "the callee's end system was contacted but is unavailable right now":
             # the carrier plays its unavailable announcement instead of silence and
@@ -219,7 +236,7 @@ class InboundCall(CallBase):
         self.media_started = True
         self.media_tag = self.a.media_tag
         caller_sdp = sdp_text(self.a.invite.body)
-        return await self.engine.media.offer(self.id, self.a.media_tag, caller_sdp)
+        return await self.ports.media.offer(self.id, self.a.media_tag, caller_sdp)
 
     async def _media(self, work: Awaitable[T]) -> T:
         try:
@@ -240,14 +257,7 @@ class InboundCall(CallBase):
         self.summary.details["tried"] = tried
         for number in decision.numbers:
             offer = await self._media(self._anchor_caller())
-            b = OutboundLeg(
-                self.engine.endpoint,
-                self.engine.local,
-                self.engine.trunk,
-                number=number,
-                caller_id=decision.caller_id,
-                sdp=offer.encode(),
-            )
+            b = self.ports.legs.outbound(number, decision.caller_id, offer.encode())
             self.b = b
             self.own_sip_call_id(b.call_id)
             self.summary.callee = number
@@ -256,8 +266,8 @@ class InboundCall(CallBase):
             if "post_dial_delay_ms" not in self.summary.details:
                 delay_s = time.perf_counter() - self.received_at - callback_s
                 self.summary.details["post_dial_delay_ms"] = round(delay_s * 1000, 3)
-                self.engine.observe_post_dial_delay(delay_s)
-            self.engine.opened(self)
+                self.ports.book.observe_post_dial_delay(delay_s)
+            self.ports.book.opened(self)
             answered, last_code = await self._ring(b)
             tried.append({"number": number, "code": last_code})
             if answered:
@@ -284,7 +294,7 @@ class InboundCall(CallBase):
 
     async def _ring(self, b: OutboundLeg) -> tuple[bool, int | None]:
         """Wait for B's final answer; relay its ringing and early media to the caller."""
-        deadline = self.loop_time + self.engine.settings.ring_timeout
+        deadline = self.loop_time + self.ports.ring_timeout_s
         assert b.key is not None
         while True:
             event = await self.next_event(deadline - self.loop_time)
@@ -329,7 +339,7 @@ class InboundCall(CallBase):
                 self.summary.times.ringing = self.loop_time
             if status == 183 and response.body:
                 sdp = await self._media(
-                    self.engine.media.answer(
+                    self.ports.media.answer(
                         self.id, self.a.media_tag, response.to_tag or "", sdp_text(response.body)
                     )
                 )
@@ -343,7 +353,7 @@ class InboundCall(CallBase):
                 b.request("BYE")
                 return False, 487
             sdp = await self._media(
-                self.engine.media.answer(
+                self.ports.media.answer(
                     self.id, self.a.media_tag, response.to_tag or "", b.last_answer_sdp
                 )
             )
@@ -351,7 +361,7 @@ class InboundCall(CallBase):
             self.summary.times.answered = self.loop_time
             self.summary.status = CallStatus.ANSWERED
             log.info("answered by=%s b_call_id=%s", b.number, b.call_id)
-            self.engine.answered(self)
+            self.ports.book.answered(self)
             return True, status
         return False, status
 
@@ -394,7 +404,7 @@ class InboundCall(CallBase):
         The new leg is offered the caller's media afresh; only when it answers is the
         caller's side pointed at it and the old leg sent BYE. If it does not answer,
         the media is pointed back at the old leg and the call goes on as it was."""
-        media = self.engine.media
+        media = self.ports.media
         a_tag = self.a.media_tag
         a_sdp = sdp_text(self.a.invite.body)
         b_tag = b.dialog.remote_tag if b.dialog else ""
@@ -404,13 +414,8 @@ class InboundCall(CallBase):
         except Exception as exc:
             log.warning("call %s: transfer offer failed: %s", self.summary.public_call_id, exc)
             return None
-        c = OutboundLeg(
-            self.engine.endpoint,
-            self.engine.local,
-            self.engine.trunk,
-            number=number,
-            caller_id=self.summary.caller_id_shown or self.summary.did or number,
-            sdp=offer.encode(),
+        c = self.ports.legs.outbound(
+            number, self.summary.caller_id_shown or self.summary.did or number, offer.encode()
         )
         self.own_sip_call_id(c.call_id)
         self.track(c.start())
@@ -433,7 +438,7 @@ class InboundCall(CallBase):
         return c
 
     async def _ring_transfer(self, b: OutboundLeg, c: OutboundLeg) -> tuple[bool, int | None]:
-        deadline = self.loop_time + self.engine.settings.ring_timeout
+        deadline = self.loop_time + self.ports.ring_timeout_s
         while True:
             event = await self.next_event(deadline - self.loop_time)
             match event:
@@ -510,7 +515,7 @@ class InboundCall(CallBase):
             return
         from_tag = self.a.media_tag if from_a else (b.dialog.remote_tag if b.dialog else "")
         try:
-            sdp = await self.engine.media.offer(self.id, from_tag, sdp_text(request.body))
+            sdp = await self.ports.media.offer(self.id, from_tag, sdp_text(request.body))
         except Exception as exc:
             log.warning("call %s: re-offer failed: %s", self.summary.public_call_id, exc)
             self._answer(from_a, b, key, request, 500)
@@ -541,7 +546,7 @@ class InboundCall(CallBase):
         b_tag = b.dialog.remote_tag if b.dialog else ""
         offer_tag, answer_tag = (a_tag, b_tag) if from_a else (b_tag, a_tag)
         try:
-            sdp = await self.engine.media.answer(
+            sdp = await self.ports.media.answer(
                 self.id, offer_tag, answer_tag, sdp_text(response.body)
             )
         except Exception as exc:
@@ -557,14 +562,14 @@ class InboundCall(CallBase):
             assert b.dialog is not None
             cseq = response.cseq[0]
             ack = b.dialog.create_request("ACK", via=b.local.via(b.trunk.reliable), cseq=cseq)
-            self.engine.endpoint.send_ack(key, ack, b.destination, b.trunk.reliable)
+            self.ports.legs.send_ack(key, ack, b.destination, b.trunk.reliable)
         else:
             assert self.a.dialog is not None
             cseq = response.cseq[0]
             ack = self.a.dialog.create_request(
                 "ACK", via=self.a.local.via(self.a.reliable), cseq=cseq
             )
-            self.engine.endpoint.send_ack(key, ack, self.a.source, self.a.reliable)
+            self.ports.legs.send_ack(key, ack, self.a.source, self.a.reliable)
 
     def _answer_stray(self, key: str, request: Request) -> None:
         if request.call_id == self.a.call_id:
@@ -577,7 +582,9 @@ class InboundCall(CallBase):
     async def _announce(self, decision: PlayAudio) -> None:
         self.summary.command = "audio"
         self.summary.file_id = decision.file_id
-        path = await self._while_ringing(self.engine.audio_path(self, decision.file_id))
+        path = await self._while_ringing(
+            self.ports.prompts.audio_path(self.summary.account_id, decision.file_id)
+        )
         if path is None:
             raise self._refuse(
                 480,
@@ -587,15 +594,15 @@ class InboundCall(CallBase):
             )
         await self._media(self._anchor_caller())
         sdp = await self._media(
-            self.engine.media.answer(self.id, self.a.media_tag, ANNOUNCEMENT_TAG, ANNOUNCEMENT_SDP)
+            self.ports.media.answer(self.id, self.a.media_tag, ANNOUNCEMENT_TAG, ANNOUNCEMENT_SDP)
         )
         self.a.respond(200, "OK", sdp=sdp.encode())
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
-        self.engine.opened(self)
-        self.engine.answered(self)
+        self.ports.book.opened(self)
+        self.ports.book.answered(self)
         try:
-            duration_ms = await self.engine.media.play_media(self.id, self.a.media_tag, str(path))
+            duration_ms = await self.ports.media.play_media(self.id, self.a.media_tag, str(path))
         except Exception as exc:
             self._bye_a()
             raise self.end(
@@ -626,6 +633,29 @@ class InboundCall(CallBase):
                     )
                 case _:
                     pass
+
+    async def _prompt_and_refuse(self, decision: PlayPrompt) -> None:
+        """Speak ``decision.text`` as early media (183 with rtpengine's SDP), then send
+        the final refusal: the caller hears why, and the call is never answered (and
+        so never billed as answered by the carrier)."""
+        self.summary.command = "prompt"
+        audio = await self._while_ringing(self.ports.prompts.render(decision.text))
+        await self._media(self._anchor_caller())
+        sdp = await self._media(
+            self.ports.media.answer(self.id, self.a.media_tag, ANNOUNCEMENT_TAG, ANNOUNCEMENT_SDP)
+        )
+        self.a.respond(183, "Session Progress", sdp=sdp.encode())
+        duration_ms = await self._media(
+            self.ports.media.play_media(self.id, self.a.media_tag, str(audio))
+        )
+        self.summary.details["prompt_ms"] = duration_ms
+        ends_at = self.loop_time + duration_ms / 1000
+        while True:
+            event = await self.next_event(ends_at - self.loop_time)
+            if event is None:
+                break
+            self._before_answer(event)
+        raise self._refuse(decision.code, CallStatus.FAILED, decision.cause, decision.reason)
 
     # -- the end -------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ from callmask.calls.base import (
     CallBase,
     CancelReceived,
     HangupRequested,
-    MediaRelay,
     TransferRequested,
 )
 from callmask.calls.call import InboundCall
@@ -40,6 +39,7 @@ from callmask.calls.legs import (
     InboundLeg,
     LocalAddress,
     Trunk,
+    TrunkLegs,
     caller_of,
     parse_trunk,
     request_user,
@@ -47,6 +47,7 @@ from callmask.calls.legs import (
 from callmask.calls.origination import AnnouncementFlow, ClickToCallFlow
 from callmask.calls.origination import wait_for_agent as agent_answered
 from callmask.calls.outcome import CallSummary, CallTimes, new_public_call_id
+from callmask.calls.ports import CallPorts, MediaRelay
 from callmask.calls.sdp import MaskedMedia
 from callmask.config import Settings
 from callmask.logs import call_id_var
@@ -118,9 +119,21 @@ class CallEngine:
         self.ledger = CallLedger(database, on_events=webhooks.notify if webhooks else None)
         self.rtpengine_process: ManagedRtpengine | None = None  # when callmask runs it
         self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, self.on_event)
-        self.local = LocalAddress(settings.sip_host, settings.sip_port)
-        self.trunk: Trunk = parse_trunk(
-            settings.trunk_uri, settings.trunk_username, settings.trunk_password
+        self.legs = TrunkLegs(
+            self.endpoint,
+            LocalAddress(settings.sip_host, settings.sip_port),
+            parse_trunk(settings.trunk_uri, settings.trunk_username, settings.trunk_password),
+        )
+        # What every call is given (calls/ports.py); the engine is most of it.
+        self.ports = CallPorts(
+            legs=self.legs,
+            registry=self,
+            media=self.media,
+            book=self,
+            admission=self,
+            prompts=self,
+            ring_timeout_s=settings.ring_timeout,
+            media_counts=media_counts,
         )
         self.calls: dict[str, CallBase] = {}  # by the SIP Call-ID of any of its legs
         self.by_public_id: dict[str, CallBase] = {}
@@ -135,13 +148,13 @@ class CallEngine:
 
     async def serve(self) -> None:
         """Run until ``stop()``: SIP up, calls in a TaskGroup, then a clean shutdown."""
-        self.trunk = await self._resolve_trunk(self.trunk)
+        self.legs.trunk = await self._resolve_trunk(self.legs.trunk)
         closed = await recovery.close_orphans(self.database, self.node_id, payload_for)
         if closed and self.webhooks is not None:
             self.webhooks.notify()
         await recovery.heartbeat(self.database, self.node_id)
         await self.endpoint.start()
-        self.local = LocalAddress(self.settings.sip_host, self.endpoint.port)
+        self.legs.local = LocalAddress(self.settings.sip_host, self.endpoint.port)
         try:
             # The ledger's writer outlives the calls: their last writes (CDRs) are
             # queued as they end, up to the end of the inner group.
@@ -288,7 +301,9 @@ class CallEngine:
             metrics.CALLS_REFUSED.labels(reason="no sdp").inc()
             self._reply(event, 488, "Not Acceptable Here")
             return
-        a = InboundLeg(self.endpoint, self.local, event.key, request, event.source, event.reliable)
+        a = InboundLeg(
+            self.endpoint, self.legs.local, event.key, request, event.source, event.reliable
+        )
         now = asyncio.get_running_loop().time()
         summary = CallSummary(
             record_id=uuid.uuid4().hex,
@@ -300,7 +315,7 @@ class CallEngine:
             times=CallTimes(invited=now),
             invited_utc=dt.datetime.now(dt.UTC),
         )
-        call = InboundCall(self, a, summary)
+        call = InboundCall(self.ports, a, summary)
         call.own_sip_call_id(request.call_id)
         call.track(event.key)
         self._start(call)
@@ -348,8 +363,10 @@ class CallEngine:
         finally:
             metrics.CALLBACK_SECONDS.observe(time.perf_counter() - started)
 
-    async def audio_path(self, call: InboundCall, file_id: str) -> Path | None:
-        account_id = call.summary.account_id
+    async def render(self, text: str) -> Path:
+        return await self.tts.render(text)
+
+    async def audio_path(self, account_id: str | None, file_id: str) -> Path | None:
         if account_id is None:
             return None
         async with self.database.session() as session:
@@ -488,7 +505,7 @@ class CallEngine:
         summary.custom_identifier = request.custom_identifier
         summary.agent_id = request.agent_id
         summary.command = "click_to_call"
-        flow = ClickToCallFlow(self, summary, request)
+        flow = ClickToCallFlow(self.ports, summary, request)
         self._start(flow)
         if wait_for_agent and not await agent_answered(flow):
             return None
@@ -504,7 +521,7 @@ class CallEngine:
         summary.caller_id_shown = request.caller_id
         summary.broadcast_id = request.broadcast_id
         summary.command = "announcement"
-        self._start(AnnouncementFlow(self, summary, request, audio))
+        self._start(AnnouncementFlow(self.ports, summary, request, audio))
         return summary.public_call_id
 
     async def transfer(self, account_id: str, call_id: str, number: str) -> bool:

@@ -389,3 +389,22 @@ def caller_of(request: Request) -> str:
         if user:
             return user
     return "anonymous"
+
+
+class TrunkLegs:
+    """Places legs to the trunk through the node's SIP endpoint (``LegFactory``). The
+    engine sets ``local`` once the endpoint is bound and ``trunk`` once its host is
+    resolved; legs placed afterwards use them."""
+
+    def __init__(self, endpoint: SipEndpoint, local: LocalAddress, trunk: Trunk) -> None:
+        self.endpoint = endpoint
+        self.local = local
+        self.trunk = trunk
+
+    def outbound(self, number: str, caller_id: str, sdp: bytes) -> OutboundLeg:
+        return OutboundLeg(
+            self.endpoint, self.local, self.trunk, number=number, caller_id=caller_id, sdp=sdp
+        )
+
+    def send_ack(self, key: str, ack: Request, destination: Address, reliable: bool) -> None:
+        self.endpoint.send_ack(key, ack, destination, reliable)

@@ -34,7 +34,7 @@ from callmask.sip.transaction import RequestReceived, ResponseReceived, Transact
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from callmask.calls.engine import CallEngine
+    from callmask.calls.ports import CallPorts
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def placeholder_sdp(host: str) -> str:
 class PlacedCall(CallBase, abc.ABC):
     """Shared by the flows below: placing legs, ringing them, tearing them down."""
 
-    def __init__(self, engine: CallEngine, summary: CallSummary, webhook_url: str | None) -> None:
-        super().__init__(engine, summary)
+    def __init__(self, ports: CallPorts, summary: CallSummary, webhook_url: str | None) -> None:
+        super().__init__(ports, summary)
         self.webhook_url = webhook_url
         self.legs: list[OutboundLeg] = []
         self.answers: dict[str, Response] = {}
@@ -62,24 +62,17 @@ class PlacedCall(CallBase, abc.ABC):
     async def placeholder_offer(self, side: str) -> str:
         """Start the media session with a placeholder for ``side`` (the party called
         second, or the announcement); returns the SDP for the party called first."""
-        placeholder = placeholder_sdp(self.engine.local.host)
+        placeholder = placeholder_sdp(self.ports.legs.local.host)
         self.media_tag = side
         try:
-            offer = await self.engine.media.offer(self.id, side, placeholder)
+            offer = await self.ports.media.offer(self.id, side, placeholder)
         except Exception as exc:
             raise self.end(CallStatus.FAILED, f"media anchor failed: {exc}", by="system") from exc
         self.media_started = True
         return offer
 
     def place(self, number: str, caller_id: str, sdp: str) -> OutboundLeg:
-        leg = OutboundLeg(
-            self.engine.endpoint,
-            self.engine.local,
-            self.engine.trunk,
-            number=number,
-            caller_id=caller_id,
-            sdp=sdp.encode(),
-        )
+        leg = self.ports.legs.outbound(number, caller_id, sdp.encode())
         self.legs.append(leg)
         self.own_sip_call_id(leg.call_id)
         self.track(leg.start())
@@ -88,7 +81,7 @@ class PlacedCall(CallBase, abc.ABC):
     async def ring(self, leg: OutboundLeg) -> tuple[bool, int | None]:
         """Wait for ``leg``'s final answer (ring timeout applies); BYE from an already
         answered leg or an operator hangup end the call."""
-        deadline = self.loop_time + self.engine.settings.ring_timeout
+        deadline = self.loop_time + self.ports.ring_timeout_s
         while True:
             event = await self.next_event(deadline - self.loop_time)
             match event:
@@ -125,7 +118,7 @@ class PlacedCall(CallBase, abc.ABC):
         """Send ``leg`` a new offer (RFC 3261 14.1); its answer SDP, or None if refused."""
         key = leg.request("INVITE", sdp=sdp.encode())
         self.track(key)
-        deadline = self.loop_time + self.engine.settings.ring_timeout
+        deadline = self.loop_time + self.ports.ring_timeout_s
         while True:
             event = await self.next_event(deadline - self.loop_time)
             match event:
@@ -142,7 +135,7 @@ class PlacedCall(CallBase, abc.ABC):
                     ack = leg.dialog.create_request(
                         "ACK", via=leg.local.via(leg.trunk.reliable), cseq=response.cseq[0]
                     )
-                    self.engine.endpoint.send_ack(key, ack, leg.destination, leg.trunk.reliable)
+                    self.ports.legs.send_ack(key, ack, leg.destination, leg.trunk.reliable)
                     return sdp_text(response.body) or None
                 case TransactionTimedOut(key=got) if got == key:
                     return None
@@ -188,7 +181,7 @@ class PlacedCall(CallBase, abc.ABC):
                     pass
 
     async def run(self) -> None:
-        self.engine.opened(self)
+        self.ports.book.opened(self)
         try:
             await self.flow()
         except CallEnded:
@@ -196,13 +189,13 @@ class PlacedCall(CallBase, abc.ABC):
         except asyncio.CancelledError:
             self.end(CallStatus.FAILED, "callmask shutting down", by="system")
             await self.teardown()
-            self.engine.finish(self)
+            self.ports.book.finish(self)
             raise
         except Exception as exc:
             log.exception("placed call %s failed", self.summary.public_call_id)
             self.end(CallStatus.FAILED, f"internal error: {type(exc).__name__}", by="system")
         await self.teardown()
-        self.engine.finish(self)
+        self.ports.book.finish(self)
 
     @abc.abstractmethod
     async def flow(self) -> None:
@@ -242,8 +235,8 @@ class ClickToCallFlow(PlacedCall):
 
     CUSTOMER_SIDE = "customer"
 
-    def __init__(self, engine: CallEngine, summary: CallSummary, request: ClickToCall) -> None:
-        super().__init__(engine, summary, request.webhook_url)
+    def __init__(self, ports: CallPorts, summary: CallSummary, request: ClickToCall) -> None:
+        super().__init__(ports, summary, request.webhook_url)
         self.request = request
         self.agent_answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.agent: OutboundLeg | None = None
@@ -261,7 +254,7 @@ class ClickToCallFlow(PlacedCall):
 
     async def flow(self) -> None:
         request = self.request
-        media = self.engine.media
+        media = self.ports.media
         agent_offer = await self.placeholder_offer(self.CUSTOMER_SIDE)
         agent = self.place(request.agent_number, request.caller_id, agent_offer)
         self.agent = agent
@@ -288,7 +281,7 @@ class ClickToCallFlow(PlacedCall):
         await media.answer(self.id, self.CUSTOMER_SIDE, agent_tag, agent_sdp)
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
-        self.engine.answered(self)
+        self.ports.book.answered(self)
         cause = await self.hold(limit_at)
         raise self.end(CallStatus.ANSWERED, cause, code=200, by="system")
 
@@ -299,9 +292,9 @@ class AnnouncementFlow(PlacedCall):
     ANNOUNCEMENT_SIDE = "announcement"
 
     def __init__(
-        self, engine: CallEngine, summary: CallSummary, request: Announcement, audio: Path
+        self, ports: CallPorts, summary: CallSummary, request: Announcement, audio: Path
     ) -> None:
-        super().__init__(engine, summary, request.webhook_url)
+        super().__init__(ports, summary, request.webhook_url)
         self.request = request
         self.audio = audio
 
@@ -309,7 +302,7 @@ class AnnouncementFlow(PlacedCall):
         return "customer"
 
     async def flow(self) -> None:
-        media = self.engine.media
+        media = self.ports.media
         offer = await self.placeholder_offer(self.ANNOUNCEMENT_SIDE)
         customer = self.place(self.request.customer_number, self.request.caller_id, offer)
         answered, code = await self.ring(customer)
@@ -324,7 +317,7 @@ class AnnouncementFlow(PlacedCall):
         )
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
-        self.engine.answered(self)
+        self.ports.book.answered(self)
         duration_ms = await media.play_media(self.id, customer_tag, str(self.audio))
         self.summary.details["audio_ms"] = duration_ms
         cause = await self.hold(self.loop_time + duration_ms / 1000)

@@ -10,7 +10,7 @@ user becomes ``-``, the session name ``callmask``, and the i=, u=, e= and p= lin
 
 from __future__ import annotations
 
-from callmask.calls.base import MediaRelay
+from callmask.calls.ports import MediaRelay
 
 # Session-level lines that carry free text about the sender (RFC 4566 5.4-5.6).
 _IDENTIFYING = ("i=", "u=", "e=", "p=")

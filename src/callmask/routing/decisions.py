@@ -24,9 +24,6 @@ class PlayAudio:
     file_id: str
 
 
-Decision = DialNumbers | PlayAudio
-
-
 class RoutingFailed(Exception):
     """The customer's routing endpoint did not give a usable answer (unreachable, slow,
     non-2xx, bad JSON, unknown command, invalid number). The reason is for CDRs and logs."""
@@ -35,3 +32,27 @@ class RoutingFailed(Exception):
 class UnknownNumber(Exception):
     """The called DID is not in the inventory, not owned, or has no action: the
     carrier gets 404 and nobody is asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlayPrompt:
+    """Refuse the call with ``code`` after speaking ``text`` as early media (183), so the
+    caller hears why (a number no longer in service) instead of the carrier's tone."""
+
+    text: str
+    code: int
+    reason: str
+    cause: str  # for the CDR
+
+
+class RoutingRefused(RoutingFailed):
+    """The customer's endpoint refused the call on purpose (an intercept callback that
+    answered non-2xx): the caller gets ``code``, not the 480 of a routing failure."""
+
+    def __init__(self, message: str, code: int = 403, reason: str = "Forbidden") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+Decision = DialNumbers | PlayAudio | PlayPrompt

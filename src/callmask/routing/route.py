@@ -42,10 +42,16 @@ class Exchange:
 
 class CallRouting(Protocol):
     # Filled into the call's summary at admission.
-    account_id: str
-    did: str
-    action_key: str | None
-    service: str  # the CDR's service: number_masking, anonymize, session, out_of_session
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def did(self) -> str: ...
+    @property
+    def action_key(self) -> str | None: ...
+    @property
+    def service(self) -> str:
+        """The CDR's service: number_masking, anonymize, session, out_of_session."""
+        ...
 
     async def decide(self, summary: CallSummary) -> Decision:
         """Ask the customer what this call does. Raises ``RoutingFailed``."""
