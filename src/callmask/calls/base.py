@@ -7,11 +7,13 @@ live-calls API shows).
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from callmask.calls.control import LiveCall
 from callmask.calls.outcome import CallStatus, CallSummary
+from callmask.calls.phase import Phase, next_phase
 from callmask.routing.route import Report
 from callmask.sip.transaction import (
     AckReceived,
@@ -23,6 +25,8 @@ from callmask.sip.transaction import (
 
 if TYPE_CHECKING:
     from callmask.calls.ports import CallPorts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +83,55 @@ class CallBase:
         self.media_tag: str | None = None
         self.ended = False
         self.opened = False  # noted in open_calls (see calls/recovery.py)
+        self.phase = Phase.ADMITTED
+
+    # -- the life of every call ------------------------------------------------------
 
     async def run(self) -> None:
-        """The whole life of the call; always ends with ``ports.book.finish(self)``."""
+        """The whole life of the call: its flow, then, however the flow ended, the
+        teardown of legs and media and ``ports.book.finish`` (CDR and report)."""
+        self.started()
+        try:
+            await self.flow()
+        except CallEnded:
+            pass
+        except asyncio.CancelledError:
+            self.end(CallStatus.FAILED, "callmask shutting down", by="system")
+            await self._close()
+            raise
+        except Exception as exc:
+            log.exception("call %s failed", self.summary.public_call_id)
+            self.end(CallStatus.FAILED, f"internal error: {type(exc).__name__}", by="system")
+            self.failed_internally()
+        await self._close()
+
+    async def _close(self) -> None:
+        self.enter(Phase.ENDING)
+        await self.teardown()
+        await self.settle()
+        self.ports.book.finish(self)
+        self.enter(Phase.ENDED)
+
+    def started(self) -> None:
+        """Before the flow: what the kind of call notes first."""
+
+    async def flow(self) -> None:
+        """The kind of call: which legs, in which order, what is played. Ends by
+        raising ``CallEnded`` (through ``end``) or by returning."""
         raise NotImplementedError
+
+    def failed_internally(self) -> None:
+        """The flow raised something unexpected: answer whoever still waits."""
+
+    async def teardown(self) -> None:
+        """End every leg still up and the media session."""
+        raise NotImplementedError
+
+    async def settle(self) -> None:
+        """After teardown, before the CDR: what the call's routing keeps of it."""
+
+    def enter(self, phase: Phase) -> None:
+        self.phase = next_phase(self.phase, phase)
 
     def post(self, event: CallEvent) -> None:
         self.queue.put_nowait(event)

@@ -29,6 +29,7 @@ from callmask.calls.base import (
 )
 from callmask.calls.legs import InboundLeg, OutboundLeg
 from callmask.calls.outcome import CallStatus, CallSummary, status_for_code
+from callmask.calls.phase import Phase
 from callmask.routing.decisions import (
     Decision,
     DialNumbers,
@@ -154,7 +155,7 @@ class InboundCall(CallBase):
 
     # -- the flow ----------------------------------------------------------------
 
-    async def run(self) -> None:
+    def started(self) -> None:
         log.info(
             "call started from=%s to=%s source=%s:%d sip_call_id=%s",
             self.summary.caller,
@@ -162,25 +163,12 @@ class InboundCall(CallBase):
             *self.a.source,
             self.a.call_id,
         )
-        try:
-            await self._flow()
-        except CallEnded:
-            pass
-        except asyncio.CancelledError:
-            self.end(CallStatus.FAILED, "callmask shutting down", by="system")
-            await self._teardown()
-            self.ports.book.finish(self)
-            raise
-        except Exception as exc:
-            log.exception("call %s failed", self.summary.public_call_id)
-            self.end(CallStatus.FAILED, f"internal error: {type(exc).__name__}", by="system")
-            if not self.a.final_sent:
-                self.a.respond(500, "Server Internal Error")
-        await self._teardown()
-        await self._routing_ended()
-        self.ports.book.finish(self)
 
-    async def _routing_ended(self) -> None:
+    def failed_internally(self) -> None:
+        if not self.a.final_sent:
+            self.a.respond(500, "Server Internal Error")
+
+    async def settle(self) -> None:
         """Let the dialect store its view of the finished call (a session's
         interaction); a failure there is logged, never lets the CDR go unwritten."""
         if self.routing is None:
@@ -190,8 +178,9 @@ class InboundCall(CallBase):
         except Exception:
             log.exception("call %s: routing end not stored", self.summary.public_call_id)
 
-    async def _flow(self) -> None:
+    async def flow(self) -> None:
         routing = await self._admit()
+        self.enter(Phase.ROUTING)
         # perf_counter, not the loop clock: uvloop's loop.time() has millisecond steps,
         # too coarse for a delay measured in fractions of a millisecond.
         asked_at = time.perf_counter()
@@ -256,6 +245,7 @@ class InboundCall(CallBase):
         tried: list[dict[str, object]] = []
         self.summary.details["tried"] = tried
         for number in decision.numbers:
+            self.enter(Phase.DIALLING)
             offer = await self._media(self._anchor_caller())
             b = self.ports.legs.outbound(number, decision.caller_id, offer.encode())
             self.b = b
@@ -335,6 +325,7 @@ class InboundCall(CallBase):
         if status < 200:
             if status == 100:
                 return None
+            self.enter(Phase.RINGING)
             if self.summary.times.ringing is None:
                 self.summary.times.ringing = self.loop_time
             if status == 183 and response.body:
@@ -358,6 +349,7 @@ class InboundCall(CallBase):
                 )
             )
             self.a.respond(200, "OK", sdp=sdp.encode())
+            self.enter(Phase.BRIDGED)
             self.summary.times.answered = self.loop_time
             self.summary.status = CallStatus.ANSWERED
             log.info("answered by=%s b_call_id=%s", b.number, b.call_id)
@@ -597,6 +589,7 @@ class InboundCall(CallBase):
             self.ports.media.answer(self.id, self.a.media_tag, ANNOUNCEMENT_TAG, ANNOUNCEMENT_SDP)
         )
         self.a.respond(200, "OK", sdp=sdp.encode())
+        self.enter(Phase.PLAYING)
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
         self.ports.book.opened(self)
@@ -645,6 +638,7 @@ class InboundCall(CallBase):
             self.ports.media.answer(self.id, self.a.media_tag, ANNOUNCEMENT_TAG, ANNOUNCEMENT_SDP)
         )
         self.a.respond(183, "Session Progress", sdp=sdp.encode())
+        self.enter(Phase.PLAYING)
         duration_ms = await self._media(
             self.ports.media.play_media(self.id, self.a.media_tag, str(audio))
         )
@@ -659,7 +653,7 @@ class InboundCall(CallBase):
 
     # -- the end -------------------------------------------------------------------
 
-    async def _teardown(self) -> None:
+    async def teardown(self) -> None:
         self.ended = True
         self.summary.times.ended = self.loop_time
         b = self.b

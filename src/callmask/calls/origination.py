@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from callmask.calls.base import (
     CallBase,
-    CallEnded,
     HangupRequested,
     sdp_text,
 )
 from callmask.calls.control import Announcement, ClickToCall
 from callmask.calls.legs import OutboundLeg
 from callmask.calls.outcome import CallStatus, CallSummary, status_for_code
+from callmask.calls.phase import Phase
 from callmask.calls.sdp import audio_endpoint
 from callmask.routing import tata
 from callmask.routing.route import Report
@@ -72,6 +72,7 @@ class PlacedCall(CallBase, abc.ABC):
         return offer
 
     def place(self, number: str, caller_id: str, sdp: str) -> OutboundLeg:
+        self.enter(Phase.DIALLING)
         leg = self.ports.legs.outbound(number, caller_id, sdp.encode())
         self.legs.append(leg)
         self.own_sip_call_id(leg.call_id)
@@ -100,8 +101,10 @@ class PlacedCall(CallBase, abc.ABC):
                             continue
                     leg.on_response(response)
                     if status < 200:
-                        if status > 100 and self.summary.times.ringing is None:
-                            self.summary.times.ringing = self.loop_time
+                        if status > 100:
+                            self.enter(Phase.RINGING)
+                            if self.summary.times.ringing is None:
+                                self.summary.times.ringing = self.loop_time
                         continue
                     if status < 300:
                         self.answers[leg.call_id] = response
@@ -180,26 +183,8 @@ class PlacedCall(CallBase, abc.ABC):
                 case _:
                     pass
 
-    async def run(self) -> None:
+    def started(self) -> None:
         self.ports.book.opened(self)
-        try:
-            await self.flow()
-        except CallEnded:
-            pass
-        except asyncio.CancelledError:
-            self.end(CallStatus.FAILED, "callmask shutting down", by="system")
-            await self.teardown()
-            self.ports.book.finish(self)
-            raise
-        except Exception as exc:
-            log.exception("placed call %s failed", self.summary.public_call_id)
-            self.end(CallStatus.FAILED, f"internal error: {type(exc).__name__}", by="system")
-        await self.teardown()
-        self.ports.book.finish(self)
-
-    @abc.abstractmethod
-    async def flow(self) -> None:
-        """The kind of call: which legs, in which order, what is played."""
 
     async def teardown(self) -> None:
         self.ended = True
@@ -279,6 +264,7 @@ class ClickToCallFlow(PlacedCall):
         if audio_endpoint(agent_reoffer) != audio_endpoint(agent_offer):
             agent_sdp = await self.reinvite(agent, agent_reoffer) or agent_sdp
         await media.answer(self.id, self.CUSTOMER_SIDE, agent_tag, agent_sdp)
+        self.enter(Phase.BRIDGED)
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
         self.ports.book.answered(self)
@@ -317,7 +303,9 @@ class AnnouncementFlow(PlacedCall):
         )
         self.summary.times.answered = self.loop_time
         self.summary.status = CallStatus.ANSWERED
+        self.enter(Phase.BRIDGED)
         self.ports.book.answered(self)
+        self.enter(Phase.PLAYING)
         duration_ms = await media.play_media(self.id, customer_tag, str(self.audio))
         self.summary.details["audio_ms"] = duration_ms
         cause = await self.hold(self.loop_time + duration_ms / 1000)
