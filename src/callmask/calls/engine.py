@@ -96,7 +96,12 @@ class CallEngine:
         audio_dir: Path,
         webhooks: Notifier | None = None,
         media_counts: Callable[[dict[str, object]], dict[str, int]] = lambda _stats: {},
+        endpoint: Callable[[Callable[[Event], None]], SipEndpoint] | None = None,
+        routing: RoutingTable | None = None,
     ) -> None:
+        """``endpoint`` and ``routing`` replace the node's UDP/TCP endpoint and its
+        store-backed routing: the in-memory call-flow tests pass an endpoint on an
+        in-memory SIP network and routing that answers from the test."""
         self.settings = settings
         self.database = database
         self.http = http
@@ -107,7 +112,7 @@ class CallEngine:
         self.webhooks = webhooks
         self.tts = TextToSpeech(settings.data_dir / "tts")
         self.node_id = settings.effective_node_id
-        self.routing = RoutingTable(
+        self.routing = routing or RoutingTable(
             database,
             Exchange(
                 http,
@@ -118,7 +123,11 @@ class CallEngine:
         )
         self.ledger = CallLedger(database, on_events=webhooks.notify if webhooks else None)
         self.rtpengine_process: ManagedRtpengine | None = None  # when callmask runs it
-        self.endpoint = SipEndpoint(settings.sip_host, settings.sip_port, self.on_event)
+        self.endpoint = (
+            endpoint(self.on_event)
+            if endpoint is not None
+            else SipEndpoint(settings.sip_host, settings.sip_port, self.on_event)
+        )
         self.legs = TrunkLegs(
             self.endpoint,
             LocalAddress(settings.sip_host, settings.sip_port),
@@ -175,6 +184,12 @@ class CallEngine:
             await self.ledger.close()
             await self.endpoint.close()
             self.routing.close()
+
+    async def calls_done(self) -> None:
+        """Wait until every call in progress now has ended (its CDR queued)."""
+        tasks = list(self._call_tasks)
+        if tasks:
+            await asyncio.wait(tasks)
 
     def stop(self) -> None:
         self._stopping = True

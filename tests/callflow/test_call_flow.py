@@ -1,0 +1,215 @@
+"""Call flows on an in-memory SIP network with a fake media relay and looptime's fake
+clock: the node's real SIP core and call engine between a carrier delivering a call
+and the trunk taking the outbound leg, no SIPp, no rtpengine, no sockets.
+
+Each test is what a carrier or a customer does (the called party is busy, nobody
+answers for a minute, the caller gives up while the callback still decides...) and
+checks what the caller hears and what the CDR says. The SIPp interop tests stay the
+end-to-end proof; these pin the flow and run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from callmask.routing.decisions import DialNumbers, RoutingFailed
+from callmask.store.database import Database
+from callmask.store.models import CallRecord
+from tests.conftest import create_tenant, make_settings
+from tests.support.memory_sip import (
+    Caller,
+    FarEnd,
+    FarEndScript,
+    MemoryNetwork,
+    ScriptedRouting,
+    ScriptedTable,
+    running_engine,
+)
+
+pytestmark = pytest.mark.looptime
+
+DID = "+41793026731"
+CALLER = "+41793026727"
+B_NUMBER = "+41793026785"
+CALLER_ID = "+41793026700"
+DIAL = DialNumbers(numbers=(B_NUMBER,), caller_id=CALLER_ID)
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, sqlite_url: str) -> None:
+        self.settings = make_settings(
+            tmp_path,
+            sqlite_url,
+            sip_host="127.0.0.1",
+            sip_port=5060,
+            trunk_uri="sip:127.0.0.1:5080",
+            ring_timeout=60.0,
+        )
+        self.database = Database(sqlite_url)
+        self.network = MemoryNetwork()
+        self.routing = ScriptedRouting(lambda: DIAL)
+        self.far_end = FarEnd(self.network)
+        self.caller = Caller(self.network)
+
+    async def records(self) -> list[CallRecord]:
+        async with self.database.session() as session:
+            return list((await session.scalars(select(CallRecord))).all())
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Rig]:
+    rig = Rig(tmp_path, sqlite_url)
+    rig.routing.account_id = (await create_tenant(rig.database)).account_id
+    await rig.far_end.endpoint.start()
+    await rig.caller.endpoint.start()
+    yield rig
+    await rig.far_end.close()
+    await rig.caller.endpoint.close()
+    await rig.database.close()
+
+
+async def one_call(rig: Rig, *, hang_up_after_s: float | None = None) -> CallRecord:
+    """The carrier delivers one call; the caller hangs up ``hang_up_after_s`` after the
+    answer (if answered); returns the CDR once the engine has written it."""
+    async with running_engine(
+        rig.settings, rig.database, rig.network, ScriptedTable(rig.routing)
+    ) as (engine, _media):
+        rig.caller.call(DID, CALLER)
+        final = await rig.caller.final()
+        if 200 <= final < 300 and hang_up_after_s is not None:
+            await asyncio.sleep(hang_up_after_s)
+            rig.caller.hang_up()
+        await engine.calls_done()
+    (record,) = await rig.records()
+    return record
+
+
+async def test_the_called_party_answers_and_the_caller_hangs_up(rig: Rig) -> None:
+    record = await one_call(rig, hang_up_after_s=30)
+    assert rig.caller.responses[-1] == 200
+    assert record.status == "answered" and record.hangup_by == "caller"
+    assert 29 <= (record.ended_at - record.answered_at).total_seconds() <= 31
+    (invite,) = rig.far_end.invites
+    assert f"sip:{CALLER_ID}@" in (invite.headers.get("From") or "")
+    assert CALLER not in invite.serialize().decode()
+    assert rig.far_end.byes, "the caller's BYE reached the called party"
+
+
+@pytest.mark.parametrize(
+    ("far_end_code", "status", "caller_hears"),
+    [
+        (486, "busy", 486),
+        (600, "busy", 600),
+        (480, "no answer", 480),
+        (503, "congestion", 502),
+    ],
+)
+async def test_the_called_partys_refusal_is_reported_and_passed_on(
+    rig: Rig, far_end_code: int, status: str, caller_hears: int
+) -> None:
+    rig.far_end.script = FarEndScript(final=far_end_code)
+    record = await one_call(rig)
+    assert record.status == status
+    assert rig.caller.responses[-1] == caller_hears
+    assert record.answered_at is None
+
+
+async def test_nobody_answers_for_a_minute_so_the_call_is_no_answer(rig: Rig) -> None:
+    rig.far_end.script = FarEndScript(final=None)  # rings for ever
+    record = await one_call(rig)
+    assert record.status == "no answer"
+    assert rig.caller.responses[-1] == 480
+    assert rig.far_end.cancels, "the ring timeout CANCELs the called party"
+    ringing_s = (record.ended_at - record.invited_at).total_seconds()
+    assert 60 <= ringing_s <= 63  # CALLMASK_RING_TIMEOUT, on the fake clock
+
+
+async def test_a_trunk_that_never_answers_is_congestion_after_timer_b(rig: Rig) -> None:
+    await rig.far_end.close()  # nothing at the trunk's address: INVITEs go nowhere
+    record = await one_call(rig)
+    assert record.status == "congestion"
+    assert rig.caller.responses[-1] == 502
+    assert 32 <= (record.ended_at - record.invited_at).total_seconds() <= 34  # 64*T1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["callback answered HTTP 500", "callback timed out after 5 s", "callback answer is not JSON"],
+)
+async def test_a_callback_that_fails_gives_the_caller_a_defined_refusal(
+    rig: Rig, failure: str
+) -> None:
+    def fail() -> DialNumbers:
+        raise RoutingFailed(failure)
+
+    rig.routing.answer = fail
+    record = await one_call(rig)
+    assert record.status == "failed"
+    assert record.hangup_cause == failure
+    assert rig.caller.responses[-1] == 480
+    assert not rig.far_end.invites, "nobody is dialled when the callback fails"
+
+
+async def test_a_caller_who_gives_up_while_the_callback_decides_is_never_dialled(
+    rig: Rig,
+) -> None:
+    rig.routing.delay_s = 4.0  # the callback takes its time
+    async with running_engine(
+        rig.settings, rig.database, rig.network, ScriptedTable(rig.routing)
+    ) as (engine, _media):
+        rig.caller.call(DID, CALLER)
+        await asyncio.sleep(1.0)
+        rig.caller.cancel()
+        assert await rig.caller.final() == 487
+        await engine.calls_done()
+        await asyncio.sleep(5.0)  # past the callback's answer: still nobody dialled
+    (record,) = await rig.records()
+    assert record.status == "no answer" and record.hangup_cause == "caller cancelled"
+    assert not rig.far_end.invites
+
+
+async def test_the_called_party_hanging_up_ends_the_callers_leg(rig: Rig) -> None:
+    rig.far_end.script = FarEndScript(hang_up_after_s=12)
+    record = await one_call(rig)
+    assert record.status == "answered" and record.hangup_by == "callee"
+    assert rig.network.requests("BYE", ("127.0.0.3", 5060)), "the caller got BYE"
+
+
+async def test_an_api_hangup_ends_both_legs(rig: Rig) -> None:
+    async with running_engine(
+        rig.settings, rig.database, rig.network, ScriptedTable(rig.routing)
+    ) as (engine, _media):
+        rig.caller.call(DID, CALLER)
+        assert await rig.caller.final() == 200
+        (live,) = engine.live_calls(rig.routing.account_id)
+        assert live.state == "answered"
+        assert not engine.hangup("another-account", live.call_id)
+        assert engine.hangup(rig.routing.account_id, live.call_id)
+        await engine.calls_done()
+    (record,) = await rig.records()
+    assert record.hangup_by == "system" and record.hangup_cause == "hung up through the API"
+    assert rig.far_end.byes and rig.network.requests("BYE", ("127.0.0.3", 5060))
+
+
+async def test_a_transfer_moves_the_caller_to_the_new_number(rig: Rig) -> None:
+    new_number = "+41793026799"
+    async with running_engine(
+        rig.settings, rig.database, rig.network, ScriptedTable(rig.routing)
+    ) as (engine, _media):
+        rig.caller.call(DID, CALLER)
+        assert await rig.caller.final() == 200
+        (live,) = engine.live_calls(rig.routing.account_id)
+        assert await engine.transfer(rig.routing.account_id, live.call_id, new_number)
+        assert len(rig.far_end.invites) == 2
+        assert new_number in rig.far_end.invites[1].uri
+        assert len(rig.far_end.byes) == 1, "the first called party got BYE"
+        rig.caller.hang_up()
+        await engine.calls_done()
+    (record,) = await rig.records()
+    assert record.status == "answered" and record.callee == new_number
+    assert record.command == "transfer"
