@@ -459,3 +459,164 @@ class IdempotentRequest(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         default=utcnow, server_default=func.now(), index=True
     )
+
+
+# -- Sessions (migration 0007) -----------------------------------------------------------
+# Masking sessions over a number pool (Twilio Proxy v1 on the wire, callmask.api.twilio):
+# a service owns a pool of the account's DIDs; a session pairs participants, each of whom
+# dials and sees one pool number (their proxy identifier). See callmask.store.sessions.
+
+
+class ProxyService(Base):
+    """A Twilio Proxy Service (``KS…``): the pool and the defaults of its sessions."""
+
+    __tablename__ = "proxy_services"
+    __table_args__ = (
+        UniqueConstraint("account_id", "unique_name", name="uq_proxy_services_account_unique_name"),
+    )
+
+    sid: Mapped[str] = mapped_column(String(34), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    unique_name: Mapped[str] = mapped_column(String(191))
+    default_ttl: Mapped[int] = mapped_column(Integer, default=0)  # seconds, 0 = no limit
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    intercept_callback_url: Mapped[str | None] = mapped_column(Text)
+    out_of_session_callback_url: Mapped[str | None] = mapped_column(Text)
+    number_selection_behavior: Mapped[str] = mapped_column(String(16))  # prefer/avoid-sticky
+    geo_match_level: Mapped[str] = mapped_column(String(16))
+    chat_instance_sid: Mapped[str | None] = mapped_column(String(34))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class PoolNumber(Base):
+    """A DID of the account's inventory lent to one service's pool (``PN…``). The unique
+    ``number_key`` keeps a DID in at most one pool; per-DID actions refuse pool DIDs."""
+
+    __tablename__ = "proxy_pool_numbers"
+
+    sid: Mapped[str] = mapped_column(String(34), primary_key=True)
+    service_sid: Mapped[str] = mapped_column(
+        ForeignKey("proxy_services.sid", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    number_key: Mapped[str] = mapped_column(
+        ForeignKey("numbers.number_key", ondelete="CASCADE"), unique=True
+    )
+    e164: Mapped[str] = mapped_column(String(20), unique=True)
+    is_reserved: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class ProxySession(Base):
+    """A session (``KC…``). ``expires_at`` is the earlier of ``date_expiry`` and the
+    sliding ttl end (last interaction or start + ttl), kept so the expiry sweep is one
+    indexed UPDATE on (status, expires_at)."""
+
+    __tablename__ = "proxy_sessions"
+    __table_args__ = (
+        UniqueConstraint(
+            "service_sid", "unique_name", name="uq_proxy_sessions_service_unique_name"
+        ),
+    )
+
+    sid: Mapped[str] = mapped_column(String(34), primary_key=True)
+    service_sid: Mapped[str] = mapped_column(ForeignKey("proxy_services.sid", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    unique_name: Mapped[str | None] = mapped_column(String(191))
+    status: Mapped[str] = mapped_column(String(16))  # open | in-progress | closed | failed
+    mode: Mapped[str] = mapped_column(String(24))
+    ttl: Mapped[int] = mapped_column(Integer, default=0)
+    date_expiry: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    date_started: Mapped[dt.datetime | None]
+    date_ended: Mapped[dt.datetime | None]
+    date_last_interaction: Mapped[dt.datetime | None]
+    closed_reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+Index("ix_proxy_sessions_service_created", ProxySession.service_sid, ProxySession.created_at)
+Index("ix_proxy_sessions_status_expires", ProxySession.status, ProxySession.expires_at)
+
+
+class ProxyParticipant(Base):
+    """A participant (``KP…``): ``identifier`` is their real number, ``proxy_identifier``
+    the pool number they dial and see.
+
+    ``active`` is TRUE while the session is open and the participant not deleted, NULL
+    otherwise. The unique constraint over (proxy_identifier, identifier, active,
+    service_sid) is the allocator's invariant, held by the database on every node: NULLs
+    are distinct in both SQLite and PostgreSQL, so only open rows collide. It leads with
+    (proxy_identifier, identifier) so the inbound lookup (caller, DID) is one index probe.
+    """
+
+    __tablename__ = "proxy_participants"
+    __table_args__ = (
+        UniqueConstraint(
+            "proxy_identifier",
+            "identifier",
+            "active",
+            "service_sid",
+            name="uq_proxy_participants_open_pair",
+        ),
+    )
+
+    sid: Mapped[str] = mapped_column(String(34), primary_key=True)
+    session_sid: Mapped[str] = mapped_column(
+        ForeignKey("proxy_sessions.sid", ondelete="CASCADE"), index=True
+    )
+    service_sid: Mapped[str] = mapped_column(ForeignKey("proxy_services.sid", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    identifier: Mapped[str] = mapped_column(String(191))
+    friendly_name: Mapped[str | None] = mapped_column(String(255))
+    proxy_identifier: Mapped[str] = mapped_column(String(20))
+    pool_number_sid: Mapped[str | None] = mapped_column(
+        ForeignKey("proxy_pool_numbers.sid", ondelete="SET NULL"), index=True
+    )
+    active: Mapped[bool | None] = mapped_column(Boolean)
+    date_deleted: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+# prefer-sticky looks up the number an identifier had most recently in the service.
+Index(
+    "ix_proxy_participants_service_identifier",
+    ProxyParticipant.service_sid,
+    ProxyParticipant.identifier,
+    ProxyParticipant.created_at,
+)
+
+
+class ProxyInteraction(Base):
+    """One call within a session (``KI…``); the resource sids are call ids."""
+
+    __tablename__ = "proxy_interactions"
+
+    sid: Mapped[str] = mapped_column(String(34), primary_key=True)
+    session_sid: Mapped[str] = mapped_column(ForeignKey("proxy_sessions.sid", ondelete="CASCADE"))
+    service_sid: Mapped[str] = mapped_column(String(34))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))  # voice | message | unknown
+    data: Mapped[str | None] = mapped_column(Text)  # JSON string, as Twilio sends it
+    inbound_participant_sid: Mapped[str | None] = mapped_column(String(34))
+    inbound_resource_sid: Mapped[str | None] = mapped_column(String(64))
+    inbound_resource_status: Mapped[str | None] = mapped_column(String(16))
+    inbound_resource_type: Mapped[str | None] = mapped_column(String(16))
+    outbound_participant_sid: Mapped[str | None] = mapped_column(String(34))
+    outbound_resource_sid: Mapped[str | None] = mapped_column(String(64))
+    outbound_resource_status: Mapped[str | None] = mapped_column(String(16))
+    outbound_resource_type: Mapped[str | None] = mapped_column(String(16))
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+Index(
+    "ix_proxy_interactions_session_created",
+    ProxyInteraction.session_sid,
+    ProxyInteraction.created_at,
+)
