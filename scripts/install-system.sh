@@ -8,8 +8,14 @@ packages=(
   sip-tester         # SIPp: the carrier on both sides of a call in the interop tests
   espeak-ng          # text-to-speech for OTP announcements
   lame               # MP3 encoding of test and TTS audio
+  kamailio           # SIP edge with the dispatcher module over several nodes (tests start it themselves)
   ca-certificates
+  chromium           # the browser the console's Playwright tests drive (tests/console)
 )
+# npm installs the console's pinned front-end libraries (scripts/install-frontend.sh).
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 # A Python without venv/ensurepip (Debian's own python3) needs python3-venv.
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   packages+=(python3-venv python3-dev)

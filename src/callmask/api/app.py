@@ -23,6 +23,7 @@ from callmask.api.limits import BodySizeLimit
 from callmask.api.request_target import NulFreeTarget
 from callmask.api.tata.routes import routers as tata_routers
 from callmask.config import Settings
+from callmask.console.routes import router as console_router
 from callmask.media.audio import AudioStore
 from callmask.outbound import WEBHOOK_USER_AGENT, client_session
 from callmask.store.database import Database
@@ -121,6 +122,7 @@ def create_app(
         admin.router,
         webhooks.router,
         metrics.router,
+        console_router,
         *tata_routers,
     ):
         app.include_router(router)
