@@ -39,7 +39,7 @@ async def test_a_wrong_key_is_refused_and_an_account_key_logs_in(
     assert acme.api_key not in session_cookie["value"]
     await console.page.wait_for_function("document.body.dataset.chartsDrawn === '1'")
     await console.shot("login-dashboard")
-    assert console.errors == []  # no CSP violation, no script error
+    assert console.errors == [], console.errors  # no CSP violation, no script error
 
 
 async def test_csp_csrf_and_tenancy_over_http(
@@ -131,7 +131,7 @@ async def test_records_are_filtered_like_the_records_api(
     await console.page.wait_for_selector("#node-metrics")
     await console.page.wait_for_function("document.body.dataset.chartsDrawn === '1'")
     await console.shot("dashboard")
-    assert console.errors == []
+    assert console.errors == [], console.errors
 
 
 async def test_a_failed_delivery_is_retried_from_its_page(
@@ -173,4 +173,4 @@ async def test_a_failed_delivery_is_retried_from_its_page(
         event = await session.get(WebhookEvent, event_id)
         assert event is not None and event.status == "delivered"
     await console.shot("delivery-retried")
-    assert console.errors == []
+    assert console.errors == [], console.errors

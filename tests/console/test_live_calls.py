@@ -60,5 +60,5 @@ async def test_a_live_call_appears_is_hung_up_and_disappears(
         assert await console.page.text_content("#call-status") == "answered"
         assert await console.page.locator("#timeline tbody tr").count() == 4
         await console.shot("call-detail")
-        assert console.errors == []
+        assert console.errors == [], console.errors
         await context.close()
