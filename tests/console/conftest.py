@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from playwright.async_api import Browser, Page, async_playwright
 
 from callmask.api.app import create_app
+from callmask.console.assets import missing_vendor_files
 from callmask.store.database import Database
 from tests.calls.conftest import node  # noqa: F401  (the SIPp + rtpengine node fixture)
 from tests.conftest import Tenant, create_tenant, make_settings
@@ -126,6 +127,9 @@ async def served(console_app: tuple[FastAPI, Database]) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def console(browser: Browser, served: str, tmp_path: Path) -> AsyncIterator[Console]:
+    missing = missing_vendor_files()
+    if missing:
+        pytest.fail(f"console assets missing ({missing}): run scripts/install-frontend.sh")
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
     shots = tmp_path / "screenshots"
