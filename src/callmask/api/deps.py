@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmask.api.auth import check_admin_key, parse_authorization
 from callmask.calls.control import CallControl
+from callmask.cluster.calls import ClusterCalls, as_cluster
 from callmask.config import Settings
 from callmask.errors import Unauthorized
 from callmask.media.audio import AudioStore
@@ -70,15 +71,16 @@ async def get_current_account(request: Request, session: SessionDep) -> Account:
 CurrentAccount = Annotated[Account, Depends(get_current_account)]
 
 
-def get_call_control(services: ServicesDep) -> CallControl:
-    """The running call engine; 503 on a node that serves the API without calls, so a
-    client learns the call was not placed rather than waiting for one."""
+def get_call_control(services: ServicesDep) -> ClusterCalls:
+    """The running call engine, reaching the calls of the other nodes on PostgreSQL;
+    503 on a node that serves the API without calls, so a client learns the call was
+    not placed rather than waiting for one."""
     if services.calls is None:
         raise HTTPException(503, "calls are not running on this node")
-    return services.calls
+    return as_cluster(services.calls)
 
 
-CallControlDep = Annotated[CallControl, Depends(get_call_control)]
+CallControlDep = Annotated[ClusterCalls, Depends(get_call_control)]
 
 
 def require_admin(request: Request, services: ServicesDep) -> None:

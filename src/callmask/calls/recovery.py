@@ -117,6 +117,25 @@ def recovered_summary(
     return summary, values.get("report")
 
 
+async def claim(session: AsyncSession, record_id: str, node_id: str) -> OpenCall | None:
+    """Take the call's row out of ``open_calls`` in this transaction; ``None`` if it is
+    gone. A delete is the claim because two nodes closing the same dead node's calls
+    (a survivor and the node itself starting again) must not both write its CDR: the
+    database lets one transaction delete the row, the other deletes nothing."""
+    row = (
+        await session.execute(
+            delete(OpenCall)
+            .where(OpenCall.record_id == record_id, OpenCall.node_id == node_id)
+            .returning(OpenCall.record_id, OpenCall.snapshot, OpenCall.answered_at)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return OpenCall(
+        record_id=row.record_id, node_id=node_id, snapshot=row.snapshot, answered_at=row.answered_at
+    )
+
+
 async def close_orphans(
     database: Database,
     node_id: str,
@@ -131,7 +150,7 @@ async def close_orphans(
         ).all()
     for record_id in ids:
         async with database.writing() as session:
-            row = await session.get(OpenCall, record_id)
+            row = await claim(session, record_id, node_id)
             if row is None:
                 continue
             summary, report = recovered_summary(row, last_seen)
@@ -145,7 +164,6 @@ async def close_orphans(
                     payload=payload_for(report["event_type"], summary),
                     ordering_key=summary.public_call_id,
                 )
-            await session.delete(row)
         log.warning(
             "closed call %s left open by a previous run (status %s)",
             summary.public_call_id,

@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from callmask.calls.engine import CallEngine, Notifier
+from callmask.cluster.calls import ClusterCalls, joined
 from callmask.config import Settings
 from callmask.media.rtpengine import RtpengineClient, RtpengineUnavailable, packet_counts
 from callmask.media.rtpengine_process import ManagedRtpengine
 from callmask.outbound import client_session
+from callmask.routing.reports import payload_for
 from callmask.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ async def running_call_path(
     *,
     audio_dir: Path,
     webhooks: Notifier | None,
-) -> AsyncIterator[CallEngine]:
+) -> AsyncIterator[ClusterCalls]:
     managed: ManagedRtpengine | None = None
     address = rtpengine_address(settings)
     if address is None:
@@ -96,7 +98,16 @@ async def running_call_path(
                 if serving.done():
                     ready.cancel()
                     serving.result()  # raises why SIP could not start (e.g. port in use)
-            yield engine
+            # The engine as the API sees it: on PostgreSQL, one node of several.
+            async with joined(
+                engine,
+                database,
+                engine.node_id,
+                group,
+                payload_for,
+                webhooks.notify if webhooks is not None else None,
+            ) as calls:
+                yield calls
         finally:
             engine.stop()
             with contextlib.suppress(Exception, asyncio.CancelledError):

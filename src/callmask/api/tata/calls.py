@@ -30,7 +30,10 @@ that waits a minute for the agent does not hold a database connection meanwhile.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from fastapi import APIRouter, HTTPException
 
 from callmask.api.deps import CallControlDep, CurrentAccount, ServicesDep, SessionDep
 from callmask.api.tata.numbers import (
@@ -54,6 +57,7 @@ from callmask.api.tata.schemas import (
     text_field,
 )
 from callmask.calls.control import ClickToCall, LiveCall
+from callmask.cluster.calls import OwnerUnreachable
 from callmask.errors import Conflict, InvalidInput, NotFound
 from callmask.store.models import TataAgent
 from callmask.store.tata_repositories import AccountWebhooks, Agents
@@ -61,6 +65,7 @@ from callmask.store.tata_repositories import AccountWebhooks, Agents
 router = APIRouter(prefix="/v1", tags=["tata: calls"])
 
 TRANSFER_TO_AGENT = 4
+T = TypeVar("T")
 MAX_CALL_TIMEOUT_S = 24 * 3600
 
 
@@ -79,15 +84,23 @@ def _live_call_out(call: LiveCall) -> LiveCallOut:
     )
 
 
+async def _cluster(operation: Awaitable[T]) -> T:
+    """A live-call operation that may run on another node: its owner being gone is 503."""
+    try:
+        return await operation
+    except OwnerUnreachable as exc:
+        raise HTTPException(503, str(exc)) from exc
+
+
 @router.get("/live_calls")
 async def live_calls(account: CurrentAccount, calls: CallControlDep) -> list[LiveCallOut]:
-    return [_live_call_out(call) for call in calls.live_calls(account.id)]
+    return [_live_call_out(call) for call in await _cluster(calls.all_live_calls(account.id))]
 
 
 @router.post("/call/hangup")
 async def hangup(body: HangupIn, account: CurrentAccount, calls: CallControlDep) -> SuccessOut:
     call_id = required_text(body.call_id, "call_id", max_length=40)
-    if not calls.hangup(account.id, call_id):
+    if not await _cluster(calls.hangup_anywhere(account.id, call_id)):
         raise NotFound(f"no live call {call_id}")
     return SuccessOut(message="Call hangup successful")
 
@@ -196,11 +209,11 @@ async def call_options(
     call_id = required_text(body.call_id, "call_id", max_length=40)
     agent = await _transfer_target(Agents(session), account.id, body)
     await session.commit()
-    live = next((c for c in calls.live_calls(account.id) if c.call_id == call_id), None)
+    live = await _cluster(calls.find_live_call(account.id, call_id))
     if live is None:
         raise NotFound(f"no live call {call_id}")
     if live.state != "answered":
         raise Conflict(f"call {call_id} is not answered yet; only answered calls can move")
-    if not await calls.transfer(account.id, call_id, agent.follow_me_number):
+    if not await _cluster(calls.transfer(account.id, call_id, agent.follow_me_number)):
         raise Conflict(f"call {call_id} ended before it could be transferred")
     return SuccessOut(message="Redirect successful")
