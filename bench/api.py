@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.node import percentile  # noqa: E402
-from callmask.api.app import create_app  # noqa: E402
 from callmask.config import Settings  # noqa: E402
+from callmask.node import node_app  # noqa: E402
 from callmask.store.database import Database  # noqa: E402
 from callmask.store.migrate import upgrade_async  # noqa: E402
 from callmask.store.repositories import Accounts, Actions, Numbers  # noqa: E402
@@ -52,7 +52,7 @@ async def measure(url: str, data_dir: Path, requests: int) -> tuple[float, float
         settings = Settings(
             _env_file=None, data_dir=data_dir, database_url=url, webhook_worker=False
         )  # type: ignore[call-arg]
-        app = create_app(settings, database=database)
+        app = node_app(settings, database=database)
         latencies: list[float] = []
         async with (
             app.router.lifespan_context(app),

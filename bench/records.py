@@ -22,7 +22,7 @@ What it does, in this order:
 3. gathers planner statistics, unless ``--no-analyze``: PostgreSQL ``VACUUM ANALYZE``
    (what autovacuum does to a table that stopped changing; it sets the visibility map
    that index-only counts need), SQLite ``ANALYZE``;
-4. starts the real app (``create_app``) over the scratch database and sends the typical
+4. starts the real app (``node_app``) over the scratch database and sends the typical
    filtered queries below through an httpx ASGI client with the account's key, ``--runs``
    times each with different parameters (days, customers, agents) after 5 warm-up runs;
 5. prints p50/p99/max per query, and drops the database unless ``--keep``.
@@ -56,8 +56,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import make_url
 
-from callmask.api.app import create_app
 from callmask.config import Settings
+from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.store.migrate import upgrade
 from callmask.store.models import CallRecord, CallRecordDailyCount
@@ -486,7 +486,7 @@ async def measure(
             rtpengine="127.0.0.1:1",
         )
         database = Database(url)
-        app = create_app(settings, database=database)
+        app = node_app(settings, database=database)
         results: list[tuple[str, list[float], float]] = []
         try:
             async with (

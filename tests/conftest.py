@@ -24,8 +24,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from callmask.api.app import create_app
 from callmask.config import Settings
+from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.store.migrate import upgrade
 from callmask.store.repositories import Accounts
@@ -136,7 +136,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings, database: Database) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, database=database)
+    application = node_app(settings, database=database)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 # Imported for its side effect: the call path's families join the default registry as
 # on a node running calls (an API-only app never loads the call path).
 import callmask.calls.metrics  # noqa: F401
-from callmask.api.app import create_app
 from callmask.config import Settings
+from callmask.node import node_app
 from callmask.outbound import WEBHOOK_USER_AGENT, client_session
 from callmask.store.database import Database
 from callmask.webhooks.outbox import enqueue
@@ -115,7 +115,7 @@ async def test_a_node_without_an_operator_key_serves_no_metrics(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     settings = make_settings(tmp_path, sqlite_url, admin_key=None, webhook_worker=False)
-    app = create_app(settings)
+    app = node_app(settings)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from callmask.api.app import create_app
+from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.store.models import Action
 from tests.api.infobip import (
@@ -36,7 +36,7 @@ async def strict_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app as deployed: CALLMASK_WEBHOOK_ALLOW_PRIVATE left at false."""
     settings = make_settings(tmp_path, db_url, webhook_allow_private=False)
-    application = create_app(settings, database=database)
+    application = node_app(settings, database=database)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://callmask.test") as c:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from callmask.api.app import create_app
+from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.store.models import Account, Number
 from tests.api.infobip import assert_error, count
@@ -22,7 +22,7 @@ OPERATOR = {"Authorization": f"Bearer {ADMIN_KEY}"}
 async def _client_for(
     tmp_path: Path, db_url: str, database: Database, **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(make_settings(tmp_path, db_url, **overrides), database=database)
+    application = node_app(make_settings(tmp_path, db_url, **overrides), database=database)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://callmask.test") as c:

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from callmask.api.app import create_app
 from callmask.config import Settings
 from callmask.media.audio import fetch_audio
 from callmask.netguard import BlockedAddress
+from callmask.node import node_app
 from callmask.outbound import client_session
 from callmask.store.database import Database
 from callmask.store.models import AudioFile
@@ -244,7 +244,7 @@ async def test_an_audio_url_into_the_operators_network_is_refused(
     subtests: pytest.Subtests,
 ) -> None:
     settings = make_settings(tmp_path, db_url, webhook_allow_private=False)
-    application = create_app(settings, database=database)
+    application = node_app(settings, database=database)
     async with (
         application.router.lifespan_context(application),
         httpx.AsyncClient(
@@ -297,7 +297,7 @@ async def test_a_slow_audio_server_is_given_up_on(
 ) -> None:
     settings = make_settings(tmp_path, db_url, audio_fetch_timeout=0.2)
     receiver.always("/slow.mp3", Reply(200, audio.speech_mp3(), delay_s=1.0))
-    application = create_app(settings, database=database)
+    application = node_app(settings, database=database)
     async with (
         application.router.lifespan_context(application),
         httpx.AsyncClient(
@@ -350,7 +350,7 @@ async def test_an_audio_server_that_drips_the_file_is_given_up_on_in_time(
     tmp_path: Path, db_url: str, database: Database, tenant: Tenant
 ) -> None:
     settings = make_settings(tmp_path, db_url, audio_fetch_timeout=0.5)
-    application = create_app(settings, database=database)
+    application = node_app(settings, database=database)
     async with (
         dripping_server(interval_s=0.05) as url,
         application.router.lifespan_context(application),

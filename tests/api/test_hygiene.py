@@ -11,8 +11,8 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from callmask.api.app import create_app
 from callmask.config import Settings
+from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.store.models import Action, AudioFile
 from tests.api.infobip import REFERENCE_ACTION, REFERENCE_DID, assert_error, count, owner_of, stock
@@ -207,7 +207,7 @@ async def test_a_real_server_answers_413_to_an_oversized_upload_while_it_streams
             yield b'"}'
 
         async with (
-            serve_app(create_app(settings, database=database), port),
+            serve_app(node_app(settings, database=database), port),
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
         ):
             for content in (stream(), b'{"content": "' + b"A" * 200_000 + b'"}'):

@@ -70,9 +70,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import func, select
 
-from callmask.api.app import create_app
 from callmask.config import Settings
 from callmask.media.audio import AudioStore
+from callmask.node import node_app
 from callmask.phone import region_of
 from callmask.store.database import Database
 from callmask.store.models import AudioFile, TataAgent, TataBroadcastKey, TataLeadList
@@ -141,7 +141,7 @@ CALL_OPERATIONS = (
 def _openapi_document() -> dict[str, Any]:
     # Building the app does no I/O; its document is the one GET /openapi.json serves
     # (a test below checks that).
-    app = create_app(node_settings(Path("/nonexistent"), "sqlite+aiosqlite://"))
+    app = node_app(node_settings(Path("/nonexistent"), "sqlite+aiosqlite://"))
     return app.openapi()
 
 
@@ -473,7 +473,7 @@ def fuzzed_node(tmp_path: Path, store: Store) -> Iterator[FuzzedNode]:
     shutil.copytree(store.files, settings.files_dir)
     # The app owns its store: schemathesis starts the lifespan (which opens it) on the
     # event loop it runs ASGI apps on, with the first request (GET /openapi.json).
-    app = create_app(settings)
+    app = node_app(settings)
     try:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         _steer_generated_cases(schema, store.seed)
@@ -608,7 +608,7 @@ def call_node(tmp_path: Path, seeded_store: SeededStore) -> Iterator[FuzzedNode]
         audio_fetch_timeout=1.0,
     )
     seeded_store.place_files(settings.files_dir)
-    app = create_app(settings, with_calls=True)
+    app = node_app(settings, with_calls=True)
     with carrier_far_side(trunk_port):
         try:
             schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from callmask.api.app import create_app
 from callmask.config import Settings
+from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.store.models import Action
 from tests.api.infobip import (
@@ -185,7 +185,7 @@ async def test_a_customer_replays_every_reference_example_against_a_real_server(
         [number_key] = await stock(database, REFERENCE_DID)
         port = free_port()
         async with (
-            serve_app(create_app(settings, database=database), port),
+            serve_app(node_app(settings, database=database), port),
             httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{port}",
                 auth=httpx.BasicAuth(tenant.account_id, tenant.api_key),

@@ -15,9 +15,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from callmask.api.app import create_app
 from callmask.calls.engine import CallEngine
+from callmask.cluster.calls import as_cluster
 from callmask.config import Settings
+from callmask.node import node_app
 from callmask.phone import region_of
 from callmask.store.database import Database
 from callmask.store.models import CallRecord
@@ -113,9 +114,10 @@ async def node(
     tenant = await create_tenant(database)
     async with database.session() as session:
         number = await Numbers(session).add_to_inventory(did, region_of(did), tenant.account_id)
-    app = create_app(settings, database=database, with_calls=True)
+    app = node_app(settings, database=database, with_calls=True)
     async with app.router.lifespan_context(app):
-        engine = app.state.services.calls
+        # The API sees the engine through the cluster layer; on SQLite it is all local.
+        engine = as_cluster(app.state.services.calls).local
         assert isinstance(engine, CallEngine)
         node = Node(
             settings, database, engine, receiver, tenant, trunk_port, number.number_key, app

@@ -19,8 +19,8 @@ import uvicorn
 from fastapi import FastAPI
 from playwright.async_api import Browser, Page, async_playwright
 
-from callmask.api.app import create_app
 from callmask.console.assets import missing_vendor_files
+from callmask.node import node_app
 from callmask.store.database import Database
 from tests.calls.conftest import node  # noqa: F401  (the SIPp + rtpengine node fixture)
 from tests.conftest import Tenant, create_tenant, make_settings
@@ -113,7 +113,7 @@ def _publish(path: Path) -> None:
 @pytest.fixture
 async def console_app(tmp_path: Path, sqlite_url: str) -> AsyncIterator[tuple[FastAPI, Database]]:
     database = Database(sqlite_url)
-    app = create_app(make_settings(tmp_path, sqlite_url), database=database)
+    app = node_app(make_settings(tmp_path, sqlite_url), database=database)
     async with app.router.lifespan_context(app):
         yield app, database
     await database.close()

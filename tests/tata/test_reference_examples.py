@@ -12,8 +12,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from callmask.api.app import create_app
 from callmask.config import Settings
+from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.store.models import TataAgent, TataLead
 from tests.conftest import Tenant
@@ -230,7 +230,7 @@ async def test_a_tata_client_replays_every_reference_example_over_asgi(
 async def test_a_tata_client_replays_every_reference_example_against_a_real_server(
     settings: Settings, database: Database, tenant: Tenant, dids: list[str]
 ) -> None:
-    app = create_app(settings, database=database)
+    app = node_app(settings, database=database)
     port = free_port()
     async with serve_app(app, port):
         calls = RecordingCallControl()

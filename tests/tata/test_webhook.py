@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from callmask.api.app import create_app
+from callmask.node import node_app
 from callmask.store.database import Database
 from tests.conftest import ADMIN_KEY, Tenant, make_settings
 from tests.tata.conftest import assert_failure, tata
@@ -57,9 +57,7 @@ async def test_a_bad_webhook_url_is_refused_and_the_old_one_kept(
 async def test_a_webhook_into_the_operators_network_is_refused_without_the_allow_flag(
     tmp_path: Path, db_url: str, database: Database, tenant: Tenant
 ) -> None:
-    app = create_app(
-        make_settings(tmp_path, db_url, webhook_allow_private=False), database=database
-    )
+    app = node_app(make_settings(tmp_path, db_url, webhook_allow_private=False), database=database)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(

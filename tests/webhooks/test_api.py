@@ -13,9 +13,9 @@ import pytest
 from fastapi import FastAPI
 from standardwebhooks import Webhook
 
-from callmask.api.app import create_app
 from callmask.api.deps import Services
 from callmask.errors import Conflict
+from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.webhooks.repository import MAX_ACTIVE_SECRETS, Secrets
 from tests.conftest import ADMIN_KEY, Tenant, make_settings
@@ -335,7 +335,7 @@ async def test_the_apps_own_worker_delivers_what_the_node_enqueues(
     """The lifespan starts the worker; code that enqueues notifies it through the
     services, and stopping the app stops the worker."""
     settings = make_settings(tmp_path, db_url, webhook_worker=True)
-    app: FastAPI = create_app(settings, database=database)
+    app: FastAPI = node_app(settings, database=database)
     async with app.router.lifespan_context(app):
         services: Services = app.state.services
         event_id = await enqueue_one(database, tenant, receiver.url("/node"), {"ok": True})

@@ -1,7 +1,7 @@
-"""Starting and stopping the call path inside the app's lifespan: the media anchor
+"""Starting and stopping the call path as part of the node (``callmask.node``): the media anchor
 (a managed rtpengine child, or an external one at ``host:port``), its ng client, and
 the call engine with its SIP endpoint. Every long-running task goes into the
-lifespan's TaskGroup; leaving the context ends calls cleanly (BYE), then stops SIP
+node's TaskGroup; leaving the context ends calls cleanly (BYE), then stops SIP
 and rtpengine, in that order.
 """
 
@@ -91,13 +91,13 @@ async def running_call_path(
         if managed is not None:
             managed.on_exit = engine.media_lost
         serving = group.create_task(engine.serve(), name="call engine")
+        # Ready, or ended before it was (then its result raises why: SIP port in use...).
+        serving.add_done_callback(lambda _: engine.ready.set())
         try:
             async with asyncio.timeout(ENGINE_START_TIMEOUT_S):
-                ready = asyncio.ensure_future(engine.ready.wait())
-                await asyncio.wait({ready, serving}, return_when=asyncio.FIRST_COMPLETED)
-                if serving.done():
-                    ready.cancel()
-                    serving.result()  # raises why SIP could not start (e.g. port in use)
+                await engine.ready.wait()
+            if serving.done():
+                serving.result()
             # The engine as the API sees it: on PostgreSQL, one node of several.
             async with joined(
                 engine,

@@ -222,34 +222,42 @@ class ManagedRtpengine:
 
     async def _watch(self, process: asyncio.subprocess.Process, client: RtpengineClient) -> bool:
         """Ping every ``health_interval_s`` until the child exits (True) or stop() (False)."""
-        exited = asyncio.ensure_future(process.wait())
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            while True:
-                await asyncio.wait(
-                    (exited, stopping),
-                    timeout=self.health_interval_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if stopping.done():
-                    return False
-                if exited.done():
-                    return True
-                try:
-                    await client.ping()
-                except RtpengineError as exc:
-                    if self._healthy:
-                        logger.warning(
-                            "rtpengine (pid %d) missed a health ping: %s", process.pid, exc
-                        )
-                    self._healthy = False
-                else:
-                    if not self._healthy:
-                        logger.info("rtpengine (pid %d) answers pings again", process.pid)
-                    self._healthy = True
-        finally:
-            for waiter in (exited, stopping):
-                waiter.cancel()
+        async with asyncio.TaskGroup() as waiters:
+            exited = waiters.create_task(process.wait(), name="rtpengine exit")
+            stopping = waiters.create_task(self._stopping.wait(), name="rtpengine stop")
+            try:
+                return await self._ping_until(process, client, exited, stopping)
+            finally:
+                exited.cancel()
+                stopping.cancel()
+
+    async def _ping_until(
+        self,
+        process: asyncio.subprocess.Process,
+        client: RtpengineClient,
+        exited: asyncio.Task[int],
+        stopping: asyncio.Task[bool],
+    ) -> bool:
+        while True:
+            await asyncio.wait(
+                (exited, stopping),
+                timeout=self.health_interval_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if stopping.done():
+                return False
+            if exited.done():
+                return True
+            try:
+                await client.ping()
+            except RtpengineError as exc:
+                if self._healthy:
+                    logger.warning("rtpengine (pid %d) missed a health ping: %s", process.pid, exc)
+                self._healthy = False
+            else:
+                if not self._healthy:
+                    logger.info("rtpengine (pid %d) answers pings again", process.pid)
+                self._healthy = True
 
     async def _stopped_within(self, delay_s: float) -> bool:
         with contextlib.suppress(TimeoutError):
