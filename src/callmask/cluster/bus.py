@@ -2,11 +2,11 @@
 
 Each node listens on one channel named after its node id. A request is a notification
 on the owner's channel carrying a correlation id and the asker's channel; the owner
-answers on the asker's channel with the same id. PostgreSQL caps a payload at 8000
-bytes, so an answer is sent in numbered parts that one session delivers in order.
-Notifications are not stored: a node that is not listening when one is sent never sees
-it, which is why every ``ask`` has a bounded wait and the asker checks the owner's
-heartbeat before and after.
+answers on the asker's channel with the same id. A notification's payload must be
+shorter than 8000 bytes (PostgreSQL's ``NOTIFY``), so an answer is sent in numbered
+parts, reassembled by number. Notifications are not stored: a node that is not
+listening when one is sent never sees it, which is why every ``ask`` has a bounded
+wait and the asker checks the owner's heartbeat before and after.
 """
 
 from __future__ import annotations
@@ -25,8 +25,12 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
 
-# 8000 bytes is PostgreSQL's payload limit; the envelope around a part takes < 200.
-PART_CHARS = 7000
+# PostgreSQL refuses a NOTIFY payload of 8000 bytes or more (its NOTIFY page).
+MAX_PAYLOAD_BYTES = 7999
+# An answer is compact ASCII JSON (``ensure_ascii``). A part carries a slice of it as a
+# JSON string, where each ``"`` or ``\`` of the slice becomes two characters: a slice
+# of 3900 characters is at most 7800 in the part, leaving room for the envelope.
+PART_CHARS = 3900
 RECONNECT_DELAY_S = 1.0
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -46,6 +50,16 @@ def asyncpg_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def answer_parts(request_id: str, answer: dict[str, Any]) -> list[str]:
+    """The notifications that carry ``answer``, each under the payload limit."""
+    text = json.dumps(answer, separators=(",", ":"), default=str)
+    pieces = [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
+    return [
+        json.dumps({"k": "r", "id": request_id, "n": number, "of": len(pieces), "data": piece})
+        for number, piece in enumerate(pieces)
+    ]
+
+
 class NodeBus:
     def __init__(self, database_url: str, node_id: str, handler: Handler) -> None:
         self.dsn = asyncpg_dsn(database_url)
@@ -55,8 +69,12 @@ class NodeBus:
         self._connection: asyncpg.Connection | None = None
         self._send_turn = asyncio.Lock()  # one asyncpg connection runs one query at a time
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._parts: dict[str, list[str]] = {}
+        self._parts: dict[str, dict[int, str]] = {}
         self._requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed()
 
     async def open(self) -> None:
         connection = await asyncpg.connect(self.dsn)
@@ -73,14 +91,12 @@ class NodeBus:
                 future.set_exception(NodeUnreachable("this node is leaving the cluster"))
 
     async def run(self) -> None:
-        """Answer requests, each in its own task; reconnect if the connection drops."""
+        """Answer requests, each in its own task; reconnect when the connection drops
+        (a request sent meanwhile is lost, and its asker's wait ends it)."""
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._stay_connected(), name="cluster bus connection")
             while True:
-                try:
-                    request = await asyncio.wait_for(self._requests.get(), RECONNECT_DELAY_S)
-                except TimeoutError:
-                    await self._keep_connected()
-                    continue
+                request = await self._requests.get()
                 tasks.create_task(self._answer(request))
 
     async def ask(self, node_id: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -101,21 +117,31 @@ class NodeBus:
 
     # -- inside -------------------------------------------------------------------
 
-    async def _keep_connected(self) -> None:
-        if self._connection is not None and not self._connection.is_closed():
-            return
-        log.warning("cluster bus connection lost; reconnecting")
-        try:
-            await self.open()
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("cluster bus reconnect failed: %s", exc)
+    async def _stay_connected(self) -> None:
+        while True:
+            await asyncio.sleep(RECONNECT_DELAY_S)
+            if self.connected:
+                continue
+            log.warning("cluster bus connection lost; reconnecting")
+            try:
+                await self.open()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("cluster bus reconnect failed: %s", exc)
+            else:
+                log.info("cluster bus connected again")
 
     async def _notify(self, channel: str, payload: str) -> None:
+        if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+            # Requests are small (ids and a number) and answers are split: a bug.
+            raise ValueError(f"cluster bus payload of {len(payload.encode())} bytes")
         connection = self._connection
         if connection is None or connection.is_closed():
             raise NodeUnreachable("the cluster bus is not connected")
-        async with self._send_turn:
-            await connection.execute("SELECT pg_notify($1, $2)", channel, payload)
+        try:
+            async with self._send_turn:
+                await connection.execute("SELECT pg_notify($1, $2)", channel, payload)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise NodeUnreachable(f"the cluster bus lost its connection: {exc}") from exc
 
     def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -135,13 +161,18 @@ class NodeBus:
         if future is None or future.done():
             return  # an answer after the wait ended
         assert isinstance(request_id, str)
-        parts = self._parts.setdefault(request_id, [])
-        parts.append(str(message.get("data", "")))
-        if len(parts) < int(message.get("of", 1)):
+        try:
+            number, count, data = int(message["n"]), int(message["of"]), str(message["data"])
+        except (KeyError, TypeError, ValueError):
+            future.set_exception(NodeUnreachable("the answer arrived garbled"))
+            return
+        parts = self._parts.setdefault(request_id, {})
+        parts[number] = data
+        if len(parts) < count:
             return
         try:
-            future.set_result(json.loads("".join(parts)))
-        except ValueError:
+            future.set_result(json.loads("".join(parts[i] for i in range(count))))
+        except (KeyError, ValueError):
             future.set_exception(NodeUnreachable("the answer arrived garbled"))
 
     async def _answer(self, request: dict[str, Any]) -> None:
@@ -151,11 +182,8 @@ class NodeBus:
         except Exception as exc:
             log.exception("cluster request %s failed", body)
             answer = {"error": f"{type(exc).__name__}: {exc}"}
-        text = json.dumps(answer, separators=(",", ":"), default=str)
-        pieces = [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
         try:
-            for piece in pieces:
-                part = {"k": "r", "id": request.get("id"), "of": len(pieces), "data": piece}
-                await self._notify(str(request.get("to")), json.dumps(part))
-        except (NodeUnreachable, OSError, asyncpg.PostgresError) as exc:
+            for part in answer_parts(str(request.get("id")), answer):
+                await self._notify(str(request.get("to")), part)
+        except (NodeUnreachable, asyncpg.PostgresError) as exc:
             log.warning("cluster bus: could not answer %s: %s", request.get("id"), exc)
