@@ -141,18 +141,20 @@ async def close_orphans(
     node_id: str,
     payload_for: Callable[[str, CallSummary], dict[str, object]],
 ) -> int:
-    """Write the CDR and report of every call this node left open; return how many."""
+    """Write the CDR and report of every call this node left open; return how many it
+    closed itself."""
     async with database.session() as session:
         beat = await session.get(NodeHeartbeat, node_id)
         last_seen = beat.heartbeat_at if beat is not None else None
         ids = (
             await session.scalars(select(OpenCall.record_id).where(OpenCall.node_id == node_id))
         ).all()
+    closed = 0
     for record_id in ids:
         async with database.writing() as session:
             row = await claim(session, record_id, node_id)
             if row is None:
-                continue
+                continue  # closed by a survivor meanwhile (cluster/takeover.py)
             summary, report = recovered_summary(row, last_seen)
             await store_record(session, summary)
             if report is not None and summary.account_id is not None:
@@ -164,9 +166,10 @@ async def close_orphans(
                     payload=payload_for(report["event_type"], summary),
                     ordering_key=summary.public_call_id,
                 )
+        closed += 1
         log.warning(
             "closed call %s left open by a previous run (status %s)",
             summary.public_call_id,
             summary.status.value,
         )
-    return len(ids)
+    return closed
