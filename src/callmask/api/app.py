@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from callmask.api import health, metrics, webhooks
 from callmask.api.admin import routes as admin
 from callmask.api.errors import install_error_handlers
+from callmask.api.idempotency import IdempotencyKeys
 from callmask.api.infobip import actions, files, numbers
 from callmask.api.limits import BodySizeLimit
 from callmask.api.request_target import NulFreeTarget
@@ -34,6 +35,8 @@ def create_app(settings: Settings, *, lifespan: Lifespan | None = None) -> FastA
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Inside BodySizeLimit: the body it reads to hash is already capped.
+    app.add_middleware(IdempotencyKeys)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(NulFreeTarget)
     for router in (
