@@ -441,3 +441,34 @@ async def test_an_answer_too_large_to_keep_is_not_run_again(
             assert_error(retry, 409, "CONFLICT", mentions="not run again")
             [row] = await rows(database)
             assert (row.status_code, row.response_body) == (200, None)
+
+
+async def test_twilio_and_plivo_clients_get_their_own_error_bodies(
+    client: httpx.AsyncClient, database: Database, tenant: Tenant
+) -> None:
+    # The middleware sees every path, whichever router answers it.
+    services = "/twilio/v1/Services"
+    reply = await client.post(
+        services, data={"UniqueName": "a"}, headers=keyed(tenant.basic, "x" * 256)
+    )
+    assert reply.status_code == 400, reply.text
+    body = reply.json()
+    assert set(body) == {"code", "message", "more_info", "status"}, body
+    assert (body["code"], body["status"]) == (20001, 400)
+    assert "Idempotency-Key" in body["message"]
+    headers = keyed(tenant.basic, "service")
+    await client.post(services, data={"UniqueName": "a"}, headers=headers)
+    reply = await client.post(services, data={"UniqueName": "b"}, headers=headers)
+    assert reply.status_code == 422, reply.text
+    body = reply.json()
+    assert (body["code"], body["status"]) == (20001, 422)
+    assert "another request body" in body["message"]
+
+    sessions = "/plivo/v1/Account/MA0123456789ABCDEFGH/Masking/Session/"
+    headers = keyed(tenant.basic, "session")
+    await client.post(sessions, json={"first_party": "+919876543210"}, headers=headers)
+    reply = await client.post(sessions, json={"first_party": "+919876500000"}, headers=headers)
+    assert reply.status_code == 422, reply.text
+    body = reply.json()
+    assert set(body) == {"api_id", "error"}, body
+    assert "another request body" in body["error"]
