@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -64,6 +64,34 @@ def refusal(exc: aiohttp.ClientError) -> BlockedAddress | None:
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, RefusedAddress):
         return exc.os_error.blocked
     return None
+
+
+class OutboundFailure(Exception):
+    """A request to a customer's server that ended without a usable exchange, in words
+    that read after "callback ..." or "could not fetch ...: ": ``timed out after N s``,
+    ``url refused: <why>`` (``blocked`` set: the guard refused the address, which is
+    final), or ``unreachable: <aiohttp's error>``."""
+
+    def __init__(self, detail: str, *, blocked: BlockedAddress | None = None) -> None:
+        super().__init__(detail)
+        self.blocked = blocked
+
+
+@contextlib.contextmanager
+def outbound_failures(timeout_s: float) -> Iterator[None]:
+    """Turn aiohttp's ways of failing inside the block into one ``OutboundFailure``;
+    ``timeout_s`` is the request's whole timeout, for the message. Every request to a
+    customer's server goes through this, so they all fail the same way."""
+    try:
+        yield
+    except TimeoutError as exc:
+        # Before ClientError: aiohttp's own timeouts are both.
+        raise OutboundFailure(f"timed out after {timeout_s:g} s") from exc
+    except aiohttp.ClientError as exc:
+        blocked = refusal(exc)
+        if blocked is not None:
+            raise OutboundFailure(f"url refused: {blocked}", blocked=blocked) from exc
+        raise OutboundFailure(f"unreachable: {type(exc).__name__}: {exc}") from exc
 
 
 @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ from mutagen.mp3 import MP3
 
 from callmask.errors import InvalidInput, PayloadTooLarge
 from callmask.netguard import check_url
-from callmask.outbound import read_at_most, refusal
+from callmask.outbound import OutboundFailure, outbound_failures, read_at_most
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,23 +87,20 @@ async def fetch_audio(
     try:
         # The timeout is the whole download: a server dripping a byte a second must not
         # hold the upload request open for hours.
-        async with client.get(
-            url, timeout=aiohttp.ClientTimeout(total=timeout_s), allow_redirects=False
-        ) as reply:
-            if reply.status != 200:
-                raise InvalidInput(f"audio url answered HTTP {reply.status}")
-            declared = reply.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise PayloadTooLarge(too_large)
-            data = await read_at_most(reply, max_bytes + 1)
-    except TimeoutError as exc:
-        # Before ClientError: aiohttp's own timeouts are both.
-        raise InvalidInput(f"could not fetch audio url: not complete within {timeout_s} s") from exc
-    except aiohttp.ClientError as exc:
-        blocked = refusal(exc)
-        if blocked is not None:
-            raise blocked from exc
-        raise InvalidInput(f"could not fetch audio url: {type(exc).__name__}: {exc}") from exc
+        with outbound_failures(timeout_s):
+            async with client.get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout_s), allow_redirects=False
+            ) as reply:
+                if reply.status != 200:
+                    raise InvalidInput(f"audio url answered HTTP {reply.status}")
+                declared = reply.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                    raise PayloadTooLarge(too_large)
+                data = await read_at_most(reply, max_bytes + 1)
+    except OutboundFailure as exc:
+        if exc.blocked is not None:
+            raise exc.blocked from exc
+        raise InvalidInput(f"could not fetch audio url: {exc}") from exc
     if len(data) > max_bytes:
         raise PayloadTooLarge(too_large)
     return data

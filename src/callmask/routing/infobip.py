@@ -18,7 +18,7 @@ import aiohttp
 from callmask.calls.outcome import CallSummary
 from callmask.errors import InvalidInput
 from callmask.netguard import check_url
-from callmask.outbound import read_at_most, refusal
+from callmask.outbound import OutboundFailure, outbound_failures, read_at_most
 from callmask.phone import digits, normalise
 from callmask.routing.decisions import Decision, DialNumbers, PlayAudio, RoutingFailed
 from callmask.routing.route import Exchange, Report
@@ -47,24 +47,19 @@ async def post_json(
     # Compact, like the webhook payloads (outbox.py); aiohttp's ``json=`` adds spaces.
     data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     try:
-        async with http.post(
-            url,
-            data=data,
-            headers=_JSON,
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-            allow_redirects=False,
-        ) as reply:
-            if not 200 <= reply.status < 300:
-                raise RoutingFailed(f"callback answered HTTP {reply.status}")
-            content = await read_at_most(reply, MAX_ANSWER_BYTES + 1)
-    except TimeoutError as exc:
-        # Before ClientError: aiohttp's own timeouts are both.
-        raise RoutingFailed(f"callback timed out after {timeout_s:g} s") from exc
-    except aiohttp.ClientError as exc:
-        blocked = refusal(exc)
-        if blocked is not None:
-            raise RoutingFailed(f"callback url refused: {blocked}") from exc
-        raise RoutingFailed(f"callback unreachable: {type(exc).__name__}: {exc}") from exc
+        with outbound_failures(timeout_s):
+            async with http.post(
+                url,
+                data=data,
+                headers=_JSON,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                allow_redirects=False,
+            ) as reply:
+                if not 200 <= reply.status < 300:
+                    raise RoutingFailed(f"callback answered HTTP {reply.status}")
+                content = await read_at_most(reply, MAX_ANSWER_BYTES + 1)
+    except OutboundFailure as exc:
+        raise RoutingFailed(f"callback {exc}") from exc
     if len(content) > MAX_ANSWER_BYTES:
         raise RoutingFailed(f"callback answer is larger than {MAX_ANSWER_BYTES} bytes")
     try:

@@ -61,7 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callmask.errors import InvalidInput
 from callmask.netguard import check_url
-from callmask.outbound import read_at_most, refusal
+from callmask.outbound import OutboundFailure, outbound_failures, read_at_most
 from callmask.store.database import Database
 from callmask.store.models import WebhookAttempt, WebhookEvent, WebhookSecret, utcnow
 from callmask.webhooks import metrics
@@ -533,25 +533,22 @@ class DeliveryWorker:
             try:
                 # The timeout is the whole exchange, so a receiver that trickles bytes
                 # cannot hold the slot past timeout_s.
-                async with self.http.post(
-                    event.url,
-                    data=body,
-                    headers=headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                ) as response:
-                    status_code = response.status
-                    retry_after = response.headers.get("retry-after")
-                    excerpt = _excerpt(await read_at_most(response, MAX_EXCERPT_BYTES))
-            except TimeoutError:
-                # Before ClientError: aiohttp's own timeouts are both.
-                error = f"timed out after {self.timeout_s} s"
-            except aiohttp.ClientError as exc:
-                blocked = refusal(exc)
-                if blocked is not None:
-                    refused = f"refused URL: {blocked}"
+                with outbound_failures(self.timeout_s):
+                    async with self.http.post(
+                        event.url,
+                        data=body,
+                        headers=headers,
+                        timeout=self._timeout,
+                        allow_redirects=False,
+                    ) as response:
+                        status_code = response.status
+                        retry_after = response.headers.get("retry-after")
+                        excerpt = _excerpt(await read_at_most(response, MAX_EXCERPT_BYTES))
+            except OutboundFailure as exc:
+                if exc.blocked is not None:
+                    refused = f"refused URL: {exc.blocked}"
                 else:
-                    error = f"{type(exc).__name__}: {exc}"[:MAX_EXCERPT_CHARS]
+                    error = str(exc)[:MAX_EXCERPT_CHARS]
         if refused is not None:
             # The URL, or the address its name resolved to, is off limits: final.
             outcome, error = AttemptOutcome.DEAD, refused
