@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.node import percentile  # noqa: E402
+from callmask.accounts import create_account  # noqa: E402
 from callmask.config import Settings  # noqa: E402
 from callmask.node import node_app  # noqa: E402
 from callmask.store.database import Database  # noqa: E402
 from callmask.store.migrate import upgrade_async  # noqa: E402
-from callmask.store.repositories import Accounts, Actions, Numbers  # noqa: E402
+from callmask.store.repositories import Actions, Numbers  # noqa: E402
 
 
 async def measure(url: str, data_dir: Path, requests: int) -> tuple[float, float]:
@@ -36,7 +37,7 @@ async def measure(url: str, data_dir: Path, requests: int) -> tuple[float, float
     database = Database(url)
     try:
         async with database.session() as session:
-            account, api_key = await Accounts(session).create("bench")
+            account, api_key = await create_account(session, "bench")
             numbers = Numbers(session)
             keys = []
             for i in range(100):

@@ -56,12 +56,12 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import make_url
 
+from callmask.accounts import create_account
 from callmask.config import Settings
 from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.store.migrate import upgrade
 from callmask.store.models import CallRecord, CallRecordDailyCount
-from callmask.store.repositories import Accounts
 from callmask.store.tata_repositories import Agents
 
 YEAR_END = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -261,7 +261,7 @@ async def create_tenants(url: str, accounts: int) -> Tenants:
     database = Database(url)
     try:
         async with database.session() as session:
-            created = [await Accounts(session).create(f"bench {i}") for i in range(accounts)]
+            created = [await create_account(session, f"bench {i}") for i in range(accounts)]
             account_ids = [account.id for account, _ in created]
             agents = [
                 await Agents(session).create(

@@ -40,10 +40,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from callmask.accounts import create_account
 from callmask.outbound import WEBHOOK_USER_AGENT, client_session
 from callmask.store.database import Database
 from callmask.store.migrate import upgrade
-from callmask.store.repositories import Accounts
 from callmask.webhooks.outbox import enqueue
 from callmask.webhooks.worker import DEFAULT_CONCURRENCY, DeliveryWorker
 
@@ -237,7 +237,7 @@ async def main(args: argparse.Namespace) -> None:
     database = Database(args.database_url)
     try:
         async with database.session() as session:
-            account, _ = await Accounts(session).create("bench")
+            account, _ = await create_account(session, "bench")
         # The client the app's lifespan gives the worker.
         async with (
             client_session(

@@ -24,11 +24,11 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from callmask.accounts import create_account
 from callmask.config import Settings
 from callmask.node import node_app
 from callmask.store.database import Database
 from callmask.store.migrate import upgrade
-from callmask.store.repositories import Accounts
 from callmask.store.schema import Base
 from tests.support.receiver import Receiver, running_receiver
 
@@ -165,7 +165,7 @@ class Tenant:
 
 async def create_tenant(database: Database, name: str = "acme") -> Tenant:
     async with database.session() as session:
-        account, api_key = await Accounts(session).create(name)
+        account, api_key = await create_account(session, name)
     return Tenant(account.id, api_key)
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.exc import DBAPIError
 
+from callmask.accounts import create_account
 from callmask.config import Settings
 from callmask.errors import CallmaskError
 from callmask.logs import configure as configure_logging
@@ -97,7 +98,7 @@ def accounts_create(name: str) -> None:
 
     async def work(database: Database, _settings: Settings) -> tuple[str, str]:
         async with database.session() as session:
-            account, api_key = await Accounts(session).create(name)
+            account, api_key = await create_account(session, name)
             return account.id, api_key
 
     account_id, api_key = _with_database(work)

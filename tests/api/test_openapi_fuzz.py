@@ -70,13 +70,14 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import func, select
 
+from callmask.accounts import create_account
 from callmask.config import Settings
 from callmask.media.audio import AudioStore
 from callmask.node import node_app
 from callmask.phone import region_of
 from callmask.store.database import Database
 from callmask.store.models import AudioFile, TataAgent, TataBroadcastKey, TataLeadList
-from callmask.store.repositories import Accounts, Actions, Numbers
+from callmask.store.repositories import Actions, Numbers
 from callmask.store.tata_repositories import (
     AccountWebhooks,
     Agents,
@@ -165,8 +166,8 @@ class Seed:
 
 async def _seed(database: Database, audio_store: AudioStore) -> Seed:
     async with database.session() as session:
-        account, api_key = await Accounts(session).create("acme")
-        other, _ = await Accounts(session).create("globex")
+        account, api_key = await create_account(session, "acme")
+        other, _ = await create_account(session, "globex")
     me = account.id
     async with database.session() as session:
         numbers = Numbers(session)

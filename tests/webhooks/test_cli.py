@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from callmask.accounts import create_account
 from callmask.cli import app
 from callmask.store.database import Database
 from callmask.store.models import WebhookEvent
-from callmask.store.repositories import Accounts
 from callmask.webhooks.outbox import enqueue
 
 
@@ -28,8 +28,8 @@ def store(tmp_path: Path, sqlite_template: Path) -> tuple[dict[str, str], dict[s
         database = Database(url)
         try:
             async with database.session() as session:
-                acme, _ = await Accounts(session).create("acme")
-                globex, _ = await Accounts(session).create("globex")
+                acme, _ = await create_account(session, "acme")
+                globex, _ = await create_account(session, "globex")
                 ids = {}
                 for status, account in [
                     ("dead", acme.id),

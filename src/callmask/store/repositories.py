@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmask.errors import Conflict, NotFound
 from callmask.store.models import Account, Action, ApiKey, AudioFile, Number, utcnow
-from callmask.webhooks.repository import Secrets
 
 
 def new_key() -> str:
@@ -34,12 +33,12 @@ class Accounts:
         self.session = session
 
     async def create(self, name: str) -> tuple[Account, str]:
-        """Create an account with one API key and one webhook signing secret; return
-        the account and the clear key, which is shown once and never stored."""
+        """Create an account with one API key; return the account and the clear key,
+        which is shown once and never stored. ``callmask.accounts.create_account`` adds
+        the webhook signing secret every account needs: use that."""
         account = Account(id=secrets.token_hex(8), name=name)
         self.session.add(account)
         await self.session.flush()
-        await Secrets(self.session).ensure(account.id)
         return account, await self.add_key(account.id)
 
     async def add_key(self, account_id: str) -> str:

@@ -8,6 +8,7 @@ import datetime as dt
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from callmask import accounts
 from callmask.api.deps import AdminDep, ServicesDep, SessionDep
 from callmask.phone import digits, normalise, region_of
 from callmask.store.repositories import Accounts, Numbers
@@ -49,7 +50,7 @@ class InventoryNumberOut(BaseModel):
 
 @router.post("/accounts")
 async def create_account(body: AccountIn, session: SessionDep) -> AccountCreatedOut:
-    account, api_key = await Accounts(session).create(body.name)
+    account, api_key = await accounts.create_account(session, body.name)
     return AccountCreatedOut(accountId=account.id, name=account.name, apiKey=api_key)
 
 
