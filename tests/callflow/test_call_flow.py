@@ -11,6 +11,7 @@ end-to-end proof; these pin the flow and run in milliseconds.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -98,6 +99,18 @@ async def test_the_called_party_answers_and_the_caller_hangs_up(rig: Rig) -> Non
     assert f"sip:{CALLER_ID}@" in (invite.headers.get("From") or "")
     assert CALLER not in invite.serialize().decode()
     assert rig.far_end.byes, "the caller's BYE reached the called party"
+
+
+async def test_the_calls_sip_identities_come_from_the_engines_random_source(rig: Rig) -> None:
+    await one_call(rig, hang_up_after_s=1)
+    (invite,) = rig.far_end.invites
+    identities = random.Random(3261)  # running_engine's default seed
+    draws = [identities.randbytes(n).hex() for n in (8, 16, 8, 8)]
+    # The caller's leg takes a To-tag first; the outbound leg a Call-ID, a From-tag and
+    # the branch of its INVITE's Via.
+    assert invite.headers.get("Call-ID") == draws[1]
+    assert f"tag={draws[2]}" in (invite.headers.get("From") or "")
+    assert f"branch=z9hG4bK{draws[3]}" in (invite.headers.get("Via") or "")
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -385,9 +386,17 @@ class FakeMedia:
 
 @contextlib.asynccontextmanager
 async def running_engine(
-    settings: Settings, database: Database, network: MemoryNetwork, table: ScriptedTable
+    settings: Settings,
+    database: Database,
+    network: MemoryNetwork,
+    table: ScriptedTable,
+    *,
+    seed: int = 3261,
 ) -> AsyncIterator[tuple[CallEngine, FakeMedia]]:
+    """The engine on the in-memory network. Its branches, tags and Call-IDs come from
+    ``random.Random(seed)``, so a failing run's messages are the same when run again."""
     media = FakeMedia()
+    identities = random.Random(seed)
     engine = CallEngine(
         settings,
         database,
@@ -396,6 +405,7 @@ async def running_engine(
         audio_dir=Path(settings.data_dir) / "files",
         endpoint=lambda on_event: MemoryEndpoint(network, NODE, on_event),
         routing=table,  # type: ignore[arg-type]
+        random_hex=lambda n: identities.randbytes(n).hex(),
     )
     task = asyncio.get_running_loop().create_task(engine.serve())
     await engine.ready.wait()

@@ -14,6 +14,7 @@ import contextvars
 import datetime as dt
 import ipaddress
 import logging
+import secrets
 import socket
 import time
 import uuid
@@ -57,7 +58,7 @@ from callmask.routing.decisions import Decision, RoutingFailed, UnknownNumber
 from callmask.routing.reports import payload_for
 from callmask.routing.route import CallRouting, Exchange
 from callmask.routing.table import RoutingTable
-from callmask.sip.message import Request, make_response
+from callmask.sip.message import RandomHex, Request, make_response
 from callmask.sip.transaction import (
     AckReceived,
     AckTimedOut,
@@ -98,10 +99,13 @@ class CallEngine:
         media_counts: Callable[[dict[str, object]], dict[str, int]] = lambda _stats: {},
         endpoint: Callable[[Callable[[Event], None]], SipEndpoint] | None = None,
         routing: RoutingTable | None = None,
+        random_hex: RandomHex = secrets.token_hex,
     ) -> None:
         """``endpoint`` and ``routing`` replace the node's UDP/TCP endpoint and its
         store-backed routing: the in-memory call-flow tests pass an endpoint on an
-        in-memory SIP network and routing that answers from the test."""
+        in-memory SIP network and routing that answers from the test. ``random_hex`` is
+        where the legs' branches, tags and Call-IDs come from."""
+        self.random_hex = random_hex
         self.settings = settings
         self.database = database
         self.http = http
@@ -130,7 +134,7 @@ class CallEngine:
         )
         self.legs = TrunkLegs(
             self.endpoint,
-            LocalAddress(settings.sip_host, settings.sip_port),
+            LocalAddress(settings.sip_host, settings.sip_port, random_hex),
             parse_trunk(settings.trunk_uri, settings.trunk_username, settings.trunk_password),
         )
         # What every call is given (calls/ports.py); the engine is most of it.
@@ -163,7 +167,7 @@ class CallEngine:
             self.webhooks.notify()
         await recovery.heartbeat(self.database, self.node_id)
         await self.endpoint.start()
-        self.legs.local = LocalAddress(self.settings.sip_host, self.endpoint.port)
+        self.legs.local = LocalAddress(self.settings.sip_host, self.endpoint.port, self.random_hex)
         try:
             # The ledger's writer outlives the calls: their last writes (CDRs) are
             # queued as they end, up to the end of the inner group.

@@ -10,13 +10,15 @@ leg's headers is copied into the other, which is what keeps the caller's identit
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
 from callmask.calls.endpoint import SipEndpoint
 from callmask.sip.auth import Challenge, authorization
 from callmask.sip.dialog import Dialog
 from callmask.sip.message import (
     Headers,
+    RandomHex,
     Request,
     Response,
     SipParseError,
@@ -48,12 +50,16 @@ class Trunk:
 
 @dataclass(frozen=True, slots=True)
 class LocalAddress:
+    """Where this node's SIP is, and where its branches, tags and Call-IDs come from."""
+
     host: str
     port: int
+    random_hex: RandomHex = field(default=secrets.token_hex, compare=False)
 
     def via(self, reliable: bool) -> str:
         transport = "TCP" if reliable else "UDP"
-        return f"SIP/2.0/{transport} {self.host}:{self.port};branch={new_branch()};rport"
+        branch = new_branch(self.random_hex)
+        return f"SIP/2.0/{transport} {self.host}:{self.port};branch={branch};rport"
 
     def contact(self, reliable: bool, user: str = "callmask") -> str:
         suffix = ";transport=tcp" if reliable else ""
@@ -142,7 +148,7 @@ class InboundLeg(Leg):
         self.invite = invite
         self.source = source
         self._reliable = reliable
-        self.local_tag = new_tag()
+        self.local_tag = new_tag(local.random_hex)
         self.contact = local.contact(reliable)
         self.dialog: Dialog | None = None
         self.final_sent = False
@@ -218,8 +224,8 @@ class OutboundLeg(Leg):
         self.trunk = trunk
         self.number = number
         self.caller_id = caller_id
-        self.call_id = new_call_id()
-        self.local_tag = new_tag()
+        self.call_id = new_call_id(local.random_hex)
+        self.local_tag = new_tag(local.random_hex)
         self.contact = local.contact(trunk.reliable)
         self.invite: Request | None = None
         self.key: str | None = None
@@ -294,7 +300,7 @@ class OutboundLeg(Leg):
                 uri=self.invite.uri,
                 username=self.trunk.username,
                 password=self.trunk.password,
-                cnonce=new_tag(),
+                cnonce=new_tag(self.local.random_hex),
                 body=self.invite.body,
             ),
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from callmask.sip._grammar import (
@@ -29,6 +29,7 @@ from callmask.sip._grammar import (
 
 __all__ = [
     "Headers",
+    "RandomHex",
     "Request",
     "Response",
     "SipParseError",
@@ -912,7 +913,9 @@ def _safe_reason(reason: str) -> str:
     return cleaned[:100] or "Bad Request"
 
 
-def make_bad_request_reply(error: SipParseError) -> bytes | None:
+def make_bad_request_reply(
+    error: SipParseError, random_hex: RandomHex = secrets.token_hex
+) -> bytes | None:
     """Bytes of a 400 (or 505/513, per ``error.status``) answering a broken request, or None.
 
     None when the input was a response or an ACK (neither is answered), or when Via, From, To,
@@ -935,7 +938,7 @@ def make_bad_request_reply(error: SipParseError) -> bytes | None:
         addr_params_start(to_value)
         parse_cseq(cseq)
         if tag_of(to_value) is None:
-            to_value = _add_tag(to_value, new_tag())
+            to_value = _add_tag(to_value, new_tag(random_hex))
         headers = Headers()
         for via in vias:
             headers.add("Via", via)
@@ -1014,16 +1017,22 @@ class StreamFramer:
             self._scan_from = 0
 
 
-def new_branch() -> str:
+RandomHex = Callable[[int], str]
+"""``n`` random bytes as hex, like ``secrets.token_hex``: where branches, tags and
+Call-IDs come from. Injectable as the clock is (``now``), so a test can make a node's
+identifiers repeat from run to run."""
+
+
+def new_branch(random_hex: RandomHex = secrets.token_hex) -> str:
     """A fresh RFC 3261 branch: magic cookie plus 64 random bits."""
-    return MAGIC_COOKIE + secrets.token_hex(8)
+    return MAGIC_COOKIE + random_hex(8)
 
 
-def new_tag() -> str:
+def new_tag(random_hex: RandomHex = secrets.token_hex) -> str:
     """A fresh From/To tag (RFC 3261 19.3: at least 32 random bits; we use 64)."""
-    return secrets.token_hex(8)
+    return random_hex(8)
 
 
-def new_call_id() -> str:
+def new_call_id(random_hex: RandomHex = secrets.token_hex) -> str:
     """A fresh Call-ID: 128 random bits, no host part (nothing about us leaks)."""
-    return secrets.token_hex(16)
+    return random_hex(16)
