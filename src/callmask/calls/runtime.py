@@ -1,8 +1,8 @@
-"""Starting and stopping the call path as part of the node (``callmask.node``): the media anchor
-(a managed rtpengine child, or an external one at ``host:port``), its ng client, and
-the call engine with its SIP endpoint. Every long-running task goes into the
-node's TaskGroup; leaving the context ends calls cleanly (BYE), then stops SIP
-and rtpengine, in that order.
+"""Starting and stopping the call path as part of the node (``callmask.node``): the
+media anchor (a managed rtpengine child, or an external one at ``host:port``), its ng
+client, and the call engine with its SIP endpoint. Every long-running task goes into
+the node's TaskGroup; leaving the context ends calls cleanly (BYE), then stops SIP and
+rtpengine, in that order.
 """
 
 from __future__ import annotations
