@@ -3,8 +3,12 @@ and the delay are dialect-specific SQL)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+
 from callmask.console.stats import WINDOW_MINUTES, minute_series
 from callmask.store.database import Database
+from callmask.store.models import CallRecord
 from tests.conftest import Tenant
 from tests.console.test_console import _add_records
 
@@ -26,3 +30,32 @@ async def test_minute_series_counts_calls_answers_and_delay(
     # Three minutes apart: each call in its own minute, in one-minute buckets.
     assert max(mine.calls) == 1 and sum(1 for c in mine.calls if c) == 6
     assert mine.minutes[-1] - mine.minutes[0] == (WINDOW_MINUTES - 1) * 60
+
+
+async def test_calls_in_one_minute_but_different_seconds_share_its_bucket(
+    database: Database, tenant: Tenant
+) -> None:
+    minute_start = (int(dt.datetime.now(dt.UTC).timestamp()) // 60 - 5) * 60
+    async with database.session() as session:
+        for second in (3, 41):
+            invited = dt.datetime.fromtimestamp(minute_start + second, dt.UTC)
+            session.add(
+                CallRecord(
+                    id=uuid.uuid4().hex,
+                    call_id=f"C{uuid.uuid4().hex[:12].upper()}",
+                    account_id=tenant.account_id,
+                    direction="inbound",
+                    service="number_masking",
+                    did="+41793026731",
+                    caller="+41793026000",
+                    a_sip_call_id=f"sip-{second}",
+                    invited_at=invited,
+                    ended_at=invited + dt.timedelta(seconds=5),
+                    duration_s=0,
+                    status="busy",
+                    hangup_cause="busy",
+                )
+            )
+    async with database.session() as session:
+        series = await minute_series(session, tenant.account_id)
+    assert series.calls[series.minutes.index(minute_start)] == 2

@@ -60,7 +60,9 @@ def _expressions(dialect: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     SQLite keeps times as text, PostgreSQL as timestamps."""
     invited, ringing = CallRecord.invited_at, CallRecord.ringing_at
     if dialect == "sqlite":
-        bucket = cast(func.strftime("%s", invited), Integer) / 60
+        # ``//``: SQLAlchemy renders ``/`` as true division, and calls in one minute
+        # but different seconds would each get a bucket of their own.
+        bucket = cast(func.strftime("%s", invited), Integer) // 60
         pdd = (func.julianday(ringing) - func.julianday(invited)) * 86400.0
     else:
         bucket = cast(func.floor(func.extract("epoch", invited) / 60), Integer)
