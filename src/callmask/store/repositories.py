@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callmask.errors import Conflict, NotFound
-from callmask.store.models import Account, Action, ApiKey, AudioFile, Number, utcnow
+from callmask.store.models import Account, Action, ApiKey, AudioFile, Number, PoolNumber, utcnow
 
 
 def new_key() -> str:
@@ -158,6 +158,14 @@ class Actions:
         status_url: str | None,
     ) -> Action:
         await Numbers(self.session).get_owned(account_id, number_key)
+        pooled = await self.session.scalar(
+            select(PoolNumber.service_sid).where(PoolNumber.number_key == number_key)
+        )
+        if pooled is not None:
+            raise Conflict(
+                f"number {number_key} is in the session pool of service {pooled}; a number "
+                "is either in a pool or has an action, never both: remove it from the pool first"
+            )
         existing = await self.session.scalar(select(Action).where(Action.number_key == number_key))
         if existing is not None:
             raise Conflict(
