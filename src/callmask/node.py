@@ -1,13 +1,14 @@
 """A running callmask node: its parts composed as siblings of one TaskGroup.
 
 ``running_node`` opens what the API and the call path share (the store, the outbound
-HTTP sessions) and starts, as tasks of the caller's group, the webhook worker and
-(``with_calls``) the call path: the SIP endpoint and call engine, the rtpengine
-supervisor, the cluster bus. ``serve`` adds the API server and the heap keeper to the
-same group, so a part that fails stops the node instead of leaving it half up, and
-leaving the group stops the parts in reverse order: the API first, then calls (BYE),
-then the worker, then the store. ``node_app`` is the same composition run by the HTTP
-app's own lifespan, for tests and for an ASGI server that owns the loop.
+HTTP sessions) and starts, as tasks of the caller's group, the webhook worker, the
+session expiry sweep and (``with_calls``) the call path: the SIP endpoint and call
+engine, the rtpengine supervisor, the cluster bus. ``run`` adds the API server and the
+heap keeper to the same group, so a part that fails stops the node instead of leaving
+it half up, and leaving the group stops the parts in reverse order: the API first,
+then calls (BYE), then the worker, then the store. ``node_app`` is the same
+composition run by the HTTP app's own lifespan, for tests and for an ASGI server that
+owns the loop.
 
 One process, one asyncio loop (uvloop where available), as DESIGN.md asks.
 """
@@ -29,6 +30,7 @@ from callmask.api.deps import Services
 from callmask.config import Settings
 from callmask.media.audio import AudioStore
 from callmask.outbound import WEBHOOK_USER_AGENT, client_session
+from callmask.sessions.lifetime import expire_forever
 from callmask.store.database import Database
 from callmask.webhooks.worker import DEFAULT_CONCURRENCY, DeliveryWorker
 
@@ -81,6 +83,10 @@ async def running_node(
                 if settings.webhook_worker
                 else None
             )
+            # Every node sweeps; each session is claimed by one (sessions.lifetime).
+            expiry = group.create_task(
+                expire_forever(db, on_events=worker.notify), name="session expiry"
+            )
             try:
                 if with_calls:
                     # Imported here: an API-only node never loads the SIP and media stack.
@@ -95,6 +101,8 @@ async def running_node(
                 else:
                     yield services
             finally:
+                expiry.cancel()
+                await asyncio.wait([expiry])
                 if worker_task is not None:
                     # Stopped before the store closes: it stores its last results.
                     worker_task.cancel()

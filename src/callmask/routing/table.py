@@ -13,7 +13,9 @@ from callmask.errors import InvalidInput
 from callmask.phone import normalise
 from callmask.routing.infobip import InfobipRouting
 from callmask.routing.route import CallRouting, Exchange
+from callmask.routing.sessions import OutOfSessionRouting, SessionRouting
 from callmask.routing.tata import TataRouting
+from callmask.sessions.calls import SessionRoute, find_session_route
 from callmask.store.database import Database
 from callmask.store.routes import RouteLookup
 
@@ -55,7 +57,17 @@ class RoutingTable:
                 route.callback_url,
                 route.status_url,
             )
-        return None
+        try:
+            caller_e164 = normalise(caller, self.exchange.default_region)
+        except InvalidInput:
+            caller_e164 = caller  # anonymous or not a number: it is in no session
+        async with self.database.session() as session:
+            pooled = await find_session_route(session, caller_e164, did)
+        if pooled is None:
+            return None
+        if isinstance(pooled, SessionRoute):
+            return SessionRouting(self.exchange, self.database, pooled, did)
+        return OutOfSessionRouting(self.exchange, pooled, did)
 
     def close(self) -> None:
         self.actions.close()

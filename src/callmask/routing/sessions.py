@@ -1,0 +1,193 @@
+"""Routing for DIDs in a session pool (Twilio Proxy's model, ``callmask.sessions``).
+
+``SessionRouting``: the caller is a participant of an open session and dialled the
+proxy number they were given. The call becomes an interaction of the session; the
+service's ``InterceptCallbackUrl`` (if any) is asked first, form-encoded with the
+parameters Twilio Proxy sends; then the other participant is dialled with *their*
+proxy number as the caller ID, so each side only ever sees a pool number. Twilio lets
+an interaction continue unless the intercept answers 403; callmask blocks on any
+non-2xx and on a timeout or an unreachable server (the caller gets 403 Forbidden),
+because a check that could not be made is not a check that passed.
+
+``OutOfSessionRouting``: the DID is a pool number but the caller has no open session
+on it. The service's ``OutOfSessionCallbackUrl`` is asked like an Infobip callback
+(``{"from", "to"}``; the answer may dial or play audio); without one, the caller hears
+that the number is no longer in service and gets 404.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import aiohttp
+
+from callmask.calls.outcome import CallStatus, CallSummary
+from callmask.errors import InvalidInput
+from callmask.netguard import check_url
+from callmask.outbound import OutboundFailure, outbound_failures
+from callmask.routing import infobip
+from callmask.routing.decisions import Decision, DialNumbers, PlayPrompt, RoutingRefused
+from callmask.routing.route import Exchange, Report
+from callmask.sessions.calls import (
+    PoolRoute,
+    SessionRoute,
+    interaction_ended,
+    interaction_started,
+)
+from callmask.store.database import Database
+from callmask.store.models import utcnow
+
+SESSION = "session"
+OUT_OF_SESSION = "out_of_session"
+NOT_IN_SERVICE = "The number you have dialled is no longer in service."
+
+# How a call's end reads in the interaction's resource statuses (Twilio's call statuses).
+_INBOUND_STATUS = {
+    CallStatus.ANSWERED: "completed",
+    CallStatus.BUSY: "completed",
+    CallStatus.NO_ANSWER: "completed",
+    CallStatus.FAILED: "failed",
+    CallStatus.CONGESTION: "failed",
+}
+_OUTBOUND_STATUS = {
+    CallStatus.ANSWERED: "completed",
+    CallStatus.BUSY: "busy",
+    CallStatus.NO_ANSWER: "no-answer",
+    CallStatus.FAILED: "failed",
+    CallStatus.CONGESTION: "failed",
+}
+
+
+def _twilio_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class SessionRouting:
+    exchange: Exchange
+    database: Database
+    route: SessionRoute
+    did: str
+    action_key: str | None = None
+    service: str = SESSION
+    interaction_sid: str | None = None
+
+    @property
+    def account_id(self) -> str:
+        return self.route.account_id
+
+    async def decide(self, summary: CallSummary) -> Decision:
+        route = self.route
+        now = utcnow()
+        async with self.database.writing() as session:
+            self.interaction_sid = await interaction_started(
+                session, route, call_id=summary.public_call_id, now=now
+            )
+        summary.details["session_sid"] = route.session_sid
+        summary.details["interaction_sid"] = self.interaction_sid
+        if route.intercept_callback_url:
+            await self._intercept(route.intercept_callback_url, summary, now)
+        return DialNumbers(
+            numbers=(route.callee_identifier,), caller_id=route.callee_proxy_identifier
+        )
+
+    def report(self, summary: CallSummary) -> Report | None:
+        # The interaction's event goes to the service's CallbackUrl when ``ended``
+        # stores it (sessions.calls.interaction_ended), with the interaction's statuses.
+        return None
+
+    async def ended(self, summary: CallSummary) -> None:
+        if self.interaction_sid is None:
+            return  # refused before the interaction existed
+        async with self.database.writing() as session:
+            await interaction_ended(
+                session,
+                self.interaction_sid,
+                inbound_status=_INBOUND_STATUS[summary.status],
+                outbound_status=_OUTBOUND_STATUS[summary.status],
+                duration_s=summary.times.talk_seconds(),
+                now=utcnow(),
+            )
+
+    async def _intercept(self, url: str, summary: CallSummary, now: dt.datetime) -> None:
+        route = self.route
+        form = {
+            "interactionSid": self.interaction_sid or "",
+            "interactionSessionSid": route.session_sid,
+            "interactionServiceSid": route.service_sid,
+            "interactionAccountSid": route.account_id,
+            "interactionType": "Voice",
+            "interactionData": "",
+            "interactionDateCreated": _twilio_time(now),
+            "interactionDateUpdated": _twilio_time(now),
+            "inboundParticipantSid": route.caller_participant_sid,
+            "inboundResourceSid": summary.public_call_id,
+            "inboundResourceStatus": "in-progress",
+            "inboundResourceType": "call",
+            "outboundParticipantSid": route.callee_participant_sid,
+            "outboundResourceStatus": "initiated",
+            "outboundResourceType": "call",
+        }
+        status = await post_form(self.exchange, url, form)
+        if not 200 <= status < 300:
+            raise RoutingRefused(f"intercept callback answered HTTP {status}: blocked")
+
+
+async def post_form(exchange: Exchange, url: str, form: dict[str, str]) -> int:
+    """POST ``form`` and return the answer's status; any way of getting no answer (a
+    refused URL, a timeout, a server that cannot be reached) is ``RoutingRefused``."""
+    try:
+        check_url(url, allow_private=exchange.allow_private)
+    except InvalidInput as exc:
+        raise RoutingRefused(f"intercept callback url refused: {exc}") from exc
+    try:
+        with outbound_failures(exchange.timeout_s):
+            async with exchange.http.post(
+                url,
+                data=form,
+                timeout=aiohttp.ClientTimeout(total=exchange.timeout_s),
+                allow_redirects=False,
+            ) as reply:
+                return reply.status
+    except OutboundFailure as exc:
+        raise RoutingRefused(f"intercept callback {exc}: blocked") from exc
+
+
+@dataclass(slots=True)
+class OutOfSessionRouting:
+    exchange: Exchange
+    route: PoolRoute
+    did: str
+    action_key: str | None = None
+    service: str = OUT_OF_SESSION
+
+    @property
+    def account_id(self) -> str:
+        return self.route.account_id
+
+    async def decide(self, summary: CallSummary) -> Decision:
+        url = self.route.out_of_session_callback_url
+        if not url:
+            return PlayPrompt(
+                text=NOT_IN_SERVICE,
+                code=404,
+                reason="Not Found",
+                cause="no open session for the caller on this pool number",
+            )
+        exchange = self.exchange
+        return await infobip.ask(
+            exchange.http,
+            url,
+            caller=summary.caller,
+            did=self.did,
+            timeout_s=exchange.timeout_s,
+            allow_private=exchange.allow_private,
+            default_region=exchange.default_region,
+        )
+
+    def report(self, summary: CallSummary) -> Report | None:
+        return None
+
+    async def ended(self, summary: CallSummary) -> None:
+        return None
