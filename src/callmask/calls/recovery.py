@@ -136,6 +136,38 @@ async def claim(session: AsyncSession, record_id: str, node_id: str) -> OpenCall
     )
 
 
+async def close_open_call(
+    database: Database,
+    record_id: str,
+    node_id: str,
+    last_seen: dt.datetime | None,
+    payload_for: Callable[[str, CallSummary], dict[str, object]],
+    *,
+    cause: str | None = None,
+) -> CallSummary | None:
+    """Claim one open call of ``node_id`` and write its CDR and report in one
+    transaction; ``None`` if another node (or run) claimed it first. ``cause`` replaces
+    the hangup cause the snapshot implies (a survivor says which node died)."""
+    async with database.writing() as session:
+        row = await claim(session, record_id, node_id)
+        if row is None:
+            return None
+        summary, report = recovered_summary(row, last_seen)
+        if cause is not None:
+            summary = dataclasses.replace(summary, hangup_cause=cause)
+        await store_record(session, summary)
+        if report is not None and summary.account_id is not None:
+            await enqueue(
+                session,
+                account_id=summary.account_id,
+                event_type=report["event_type"],
+                url=report["url"],
+                payload=payload_for(report["event_type"], summary),
+                ordering_key=summary.public_call_id,
+            )
+    return summary
+
+
 async def close_orphans(
     database: Database,
     node_id: str,
@@ -151,21 +183,9 @@ async def close_orphans(
         ).all()
     closed = 0
     for record_id in ids:
-        async with database.writing() as session:
-            row = await claim(session, record_id, node_id)
-            if row is None:
-                continue  # closed by a survivor meanwhile (cluster/takeover.py)
-            summary, report = recovered_summary(row, last_seen)
-            await store_record(session, summary)
-            if report is not None and summary.account_id is not None:
-                await enqueue(
-                    session,
-                    account_id=summary.account_id,
-                    event_type=report["event_type"],
-                    url=report["url"],
-                    payload=payload_for(report["event_type"], summary),
-                    ordering_key=summary.public_call_id,
-                )
+        summary = await close_open_call(database, record_id, node_id, last_seen, payload_for)
+        if summary is None:
+            continue  # closed by a survivor meanwhile (cluster/takeover.py)
         closed += 1
         log.warning(
             "closed call %s left open by a previous run (status %s)",

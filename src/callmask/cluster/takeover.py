@@ -17,7 +17,6 @@ already exists, which loses nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -25,10 +24,9 @@ from collections.abc import Callable
 from sqlalchemy import exists, select
 
 from callmask.calls import recovery
-from callmask.calls.outcome import CallSummary, store_record
+from callmask.calls.outcome import CallSummary
 from callmask.store.database import Database
 from callmask.store.models import NodeHeartbeat, OpenCall, utcnow
-from callmask.webhooks.outbox import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -97,22 +95,11 @@ async def take_over(
     closed = 0
     cause = f"callmask node {dead_node_id} stopped while the call was up; closed by {own_node_id}"
     for record_id in ids:
-        async with database.writing() as session:
-            row = await recovery.claim(session, record_id, dead_node_id)
-            if row is None:
-                continue  # another survivor (or the restarted node) closed it
-            summary, report = recovery.recovered_summary(row, last_seen)
-            summary = dataclasses.replace(summary, hangup_cause=cause)
-            await store_record(session, summary)
-            if report is not None and summary.account_id is not None:
-                await enqueue(
-                    session,
-                    account_id=summary.account_id,
-                    event_type=report["event_type"],
-                    url=report["url"],
-                    payload=payload_for(report["event_type"], summary),
-                    ordering_key=summary.public_call_id,
-                )
+        summary = await recovery.close_open_call(
+            database, record_id, dead_node_id, last_seen, payload_for, cause=cause
+        )
+        if summary is None:
+            continue  # another survivor (or the restarted node) closed it
         closed += 1
         log.warning(
             "closed call %s of dead node %s (status %s)",
