@@ -11,6 +11,10 @@ the caller's INVITE and the outbound INVITE with the callback's time taken out; 
 read from each call's CDR and grouped by the step the INVITE came in.
 
     .venv/bin/python bench/cps.py --start 100 --step 100 --max 700 --step-seconds 10
+
+``--routing session``: the DID is a session pool number and the caller a participant,
+so each call is looked up by (caller, DID), gets an interaction row and is bridged to
+the other participant (bench/sessions.py runs it).
 """
 
 from __future__ import annotations
@@ -108,6 +112,13 @@ async def main() -> None:
     parser.add_argument("--max", type=int, default=700, help="last offered rate")
     parser.add_argument("--step-seconds", type=int, default=10)
     parser.add_argument("--hold-ms", type=int, default=1000)
+    parser.add_argument(
+        "--routing",
+        choices=("action", "session"),
+        default="action",
+        help="the DID's masking action asks the callback, or the DID is a pool number "
+        "and each call routes by its session (no callback)",
+    )
     args = parser.parse_args()
     steps = [Step(rate) for rate in range(args.start, args.max + 1, args.step)]
     total_calls = sum(step.rate * args.step_seconds for step in steps)
@@ -119,7 +130,7 @@ async def main() -> None:
         sip_port, trunk_port = ports(env)
         server = await callback_server(int(env["BENCH_CALLBACK_PORT"]))
         async with (
-            callmask_node(workdir, env),
+            callmask_node(workdir, env, routing=args.routing),
             SippUas(
                 str(SCENARIOS / "uas_bench.xml"),
                 port=trunk_port,

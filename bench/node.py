@@ -57,8 +57,46 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+# The bench caller (bench/scenarios/uac_bench.xml's From) and the agent a session
+# bridges it to, for ``routing="session"``.
+SESSION_CALLER = "+12125550100"
+SESSION_AGENT = "+12125550199"
+
+
+async def pool_the_did(workdir: Path, account_id: str) -> None:
+    """The DID in a one-number pool with a session for the bench caller and an agent,
+    written through callmask's own session layer before the node starts."""
+    from callmask.sessions.repository import (
+        ParticipantRequest,
+        PoolNumbers,
+        Services,
+        Sessions,
+    )
+    from callmask.store.database import Database
+
+    database = Database(f"sqlite+aiosqlite:///{workdir / 'callmask.db'}")
+    try:
+        async with database.session() as session:
+            service = await Services(session).create(account_id, unique_name="bench")
+            await PoolNumbers(session).add(account_id, service.sid, phone_number="+" + DID)
+            await Sessions(session).create(
+                account_id,
+                service.sid,
+                participants=[
+                    ParticipantRequest(identifier=SESSION_CALLER),
+                    ParticipantRequest(identifier=SESSION_AGENT),
+                ],
+            )
+    finally:
+        await database.close()
+
+
 @contextlib.asynccontextmanager
-async def callmask_node(workdir: Path, env: dict[str, str]) -> AsyncIterator[None]:
+async def callmask_node(
+    workdir: Path, env: dict[str, str], *, routing: str = "action"
+) -> AsyncIterator[None]:
+    """``routing``: "action" (the DID has an Infobip masking action calling the bench's
+    callback) or "session" (the DID is a pool number; calls route by session)."""
     callmask = str(ROOT / ".venv" / "bin" / "callmask")
 
     def cli(*args: str) -> str:
@@ -70,6 +108,8 @@ async def callmask_node(workdir: Path, env: dict[str, str]) -> AsyncIterator[Non
     account = cli("accounts", "create", "bench").split()
     account_id, api_key = account[2], account[5]
     number_key = cli("numbers", "add", "+" + DID, "--account", account_id).split()[0]
+    if routing == "session":
+        await pool_the_did(workdir, account_id)
     log = (workdir / "callmask.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         callmask, "run", env=env, stdout=log, stderr=subprocess.STDOUT
@@ -87,6 +127,9 @@ async def callmask_node(workdir: Path, env: dict[str, str]) -> AsyncIterator[Non
             else:
                 tail = (workdir / "callmask.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"callmask did not start:\n{tail}")
+            if routing == "session":
+                yield
+                return
             reply = await http.post(
                 f"/numbers/1/numbers/{number_key}/actions",
                 headers={"Authorization": f"App {api_key}"},

@@ -3,7 +3,7 @@
 Runs each bench script as its own process (output shown as it goes), picks its figures
 out of what it printed, and ends with a table of figure, value and the command behind
 it, headed with the date and the machine. Bounded: each step has a time limit and the
-whole run stays under ten minutes on a 2-core machine.
+whole run stays under twenty minutes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ STEPS = (
         240,
     ),
     Step("webhooks", ("bench/webhooks.py", "--events", "10000"), 120),
+    Step(
+        "sessions",
+        ("bench/sessions.py", "--pool", "1000", "--sessions", "100000", "--runs", "1000"),
+        600,
+    ),
 )
 
 
@@ -124,6 +129,18 @@ def figures(step: Step, output: str) -> list[tuple[str, str]]:
                 (f"webhook enqueue->delivered p50 / p99 ({name})", f"{p50} / {p99} ms")
                 for name, p50, p99 in latency
             ]
+            return out
+        case "sessions":
+            out = [
+                (f"{what} p50 / p99, {store} (100k open sessions)", f"{p50} / {p99} ms")
+                for what, store, p50, p99 in find(
+                    r"^(session create|inbound session lookup), (\w+): p50 ([\d.]+) ms, "
+                    r"p99 ([\d.]+) ms",
+                    output,
+                )
+            ]
+            rate = find(r"highest sustained rate: (\d+)", output)
+            out.append(("session-routed CPS (>= 99.9 % success)", rate[0][0] if rate else "n/a"))
             return out
     return []
 

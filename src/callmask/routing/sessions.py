@@ -33,7 +33,7 @@ from callmask.sessions.calls import (
     PoolRoute,
     SessionRoute,
     interaction_ended,
-    interaction_started,
+    new_interaction_sid,
 )
 from callmask.store.database import Database
 from callmask.store.models import utcnow
@@ -80,10 +80,8 @@ class SessionRouting:
     async def decide(self, summary: CallSummary) -> Decision:
         route = self.route
         now = utcnow()
-        async with self.database.writing() as session:
-            self.interaction_sid = await interaction_started(
-                session, route, call_id=summary.public_call_id, now=now
-            )
+        # The row is written when the call ends (sessions.calls.interaction_ended).
+        self.interaction_sid = new_interaction_sid()
         summary.details["session_sid"] = route.session_sid
         summary.details["interaction_sid"] = self.interaction_sid
         if route.intercept_callback_url:
@@ -103,7 +101,10 @@ class SessionRouting:
         async with self.database.writing() as session:
             await interaction_ended(
                 session,
+                self.route,
                 self.interaction_sid,
+                call_id=summary.public_call_id,
+                started_at=summary.invited_utc,
                 inbound_status=_INBOUND_STATUS[summary.status],
                 outbound_status=_OUTBOUND_STATUS[summary.status],
                 duration_s=summary.times.talk_seconds(),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from callmask.sessions import sids
 from callmask.sessions.lifetime import OPEN_STATUSES, expiry_of, twilio_time
@@ -47,44 +48,43 @@ class PoolRoute:
 
 
 async def find_session_route(
-    session: AsyncSession, caller: str, did: str
+    session: AsyncSession, caller_number: str, did: str
 ) -> SessionRoute | PoolRoute | None:
     """The call's session, or the pool it reached without one; ``None`` when the DID
-    is in no pool. The first read is one probe of the allocator's unique index."""
-    caller_row = (
+    is in no pool. The first read starts with one probe of the allocator's unique index
+    and joins the other participant and the service."""
+    caller = aliased(ProxyParticipant)
+    callee = aliased(ProxyParticipant)
+    found = (
         await session.execute(
-            select(ProxyParticipant.sid, ProxyParticipant.session_sid).where(
-                ProxyParticipant.proxy_identifier == did,
-                ProxyParticipant.identifier == caller,
-                ProxyParticipant.active.is_(True),
+            select(caller.sid, callee, ProxyService)
+            .join(
+                callee,
+                (callee.session_sid == caller.session_sid)
+                & (callee.sid != caller.sid)
+                & callee.active.is_(True),
+            )
+            .join(ProxyService, ProxyService.sid == caller.service_sid)
+            .where(
+                caller.proxy_identifier == did,
+                caller.identifier == caller_number,
+                caller.active.is_(True),
             )
         )
     ).first()
-    if caller_row is not None:
-        found = (
-            await session.execute(
-                select(ProxyParticipant, ProxyService)
-                .join(ProxyService, ProxyService.sid == ProxyParticipant.service_sid)
-                .where(
-                    ProxyParticipant.session_sid == caller_row.session_sid,
-                    ProxyParticipant.sid != caller_row.sid,
-                    ProxyParticipant.active.is_(True),
-                )
-            )
-        ).first()
-        if found is not None:
-            callee, service = found
-            return SessionRoute(
-                account_id=callee.account_id,
-                service_sid=callee.service_sid,
-                session_sid=callee.session_sid,
-                caller_participant_sid=caller_row.sid,
-                callee_participant_sid=callee.sid,
-                callee_identifier=callee.identifier,
-                callee_proxy_identifier=callee.proxy_identifier,
-                callback_url=service.callback_url,
-                intercept_callback_url=service.intercept_callback_url,
-            )
+    if found is not None:
+        caller_sid, other, service = found
+        return SessionRoute(
+            account_id=other.account_id,
+            service_sid=other.service_sid,
+            session_sid=other.session_sid,
+            caller_participant_sid=caller_sid,
+            callee_participant_sid=other.sid,
+            callee_identifier=other.identifier,
+            callee_proxy_identifier=other.proxy_identifier,
+            callback_url=service.callback_url,
+            intercept_callback_url=service.intercept_callback_url,
+        )
     pool = (
         await session.execute(
             select(
@@ -101,13 +101,32 @@ async def find_session_route(
     return PoolRoute(pool.account_id, pool.service_sid, pool.out_of_session_callback_url)
 
 
-async def interaction_started(
-    session: AsyncSession, route: SessionRoute, *, call_id: str, now: dt.datetime
-) -> str:
-    """Record the call as a voice interaction; the session is in progress and its ttl
-    runs from now. Returns the interaction's sid."""
+def new_interaction_sid() -> str:
+    return sids.new_sid(sids.INTERACTION)
+
+
+async def interaction_ended(
+    session: AsyncSession,
+    route: SessionRoute,
+    interaction_sid: str,
+    *,
+    call_id: str,
+    started_at: dt.datetime,
+    inbound_status: str,
+    outbound_status: str,
+    duration_s: int | None,
+    now: dt.datetime,
+) -> None:
+    """Store the call as a voice interaction of its session, slide the session's ttl
+    from the call's start, and send the interaction to the service's CallbackUrl
+    (through the outbox, in this transaction).
+
+    Written once the call has ended, not when it starts: a write before the far end
+    is dialled would be a store commit on the post-dial path of every session call
+    (on SQLite, a turn of the one writer), and the row is only complete at the end.
+    A call still up is so not yet an interaction in the API."""
     interaction = ProxyInteraction(
-        sid=sids.new_sid(sids.INTERACTION),
+        sid=interaction_sid,
         session_sid=route.session_sid,
         service_sid=route.service_sid,
         account_id=route.account_id,
@@ -115,51 +134,31 @@ async def interaction_started(
         data=None,
         inbound_participant_sid=route.caller_participant_sid,
         inbound_resource_sid=call_id,
-        inbound_resource_status="in-progress",
+        inbound_resource_status=inbound_status,
         inbound_resource_type="call",
         outbound_participant_sid=route.callee_participant_sid,
         outbound_resource_sid=call_id,
-        outbound_resource_status="initiated",
+        outbound_resource_status=outbound_status,
         outbound_resource_type="call",
-        created_at=now,
+        duration_s=duration_s,
+        created_at=started_at,
         updated_at=now,
     )
-    session.add(interaction)
     proxy_session = await session.get(ProxySession, route.session_sid)
-    if proxy_session is not None and proxy_session.status in OPEN_STATUSES:
+    if proxy_session is None:
+        return  # deleted while the call was up: nothing to attach the call to
+    session.add(interaction)
+    if proxy_session.status in OPEN_STATUSES:
         proxy_session.status = "in-progress"
-        proxy_session.date_last_interaction = now
+        proxy_session.date_last_interaction = started_at
         proxy_session.updated_at = now
         proxy_session.expires_at = expiry_of(proxy_session)
-    await session.flush()
-    return interaction.sid
-
-
-async def interaction_ended(
-    session: AsyncSession,
-    interaction_sid: str,
-    *,
-    inbound_status: str,
-    outbound_status: str,
-    duration_s: int | None,
-    now: dt.datetime,
-) -> None:
-    """Store how the call ended and send the interaction to the service's CallbackUrl
-    (through the outbox, in this transaction)."""
-    interaction = await session.get(ProxyInteraction, interaction_sid)
-    if interaction is None:
-        return  # its session was deleted while the call was up
-    interaction.inbound_resource_status = inbound_status
-    interaction.outbound_resource_status = outbound_status
-    interaction.duration_s = duration_s
-    interaction.updated_at = now
-    service = await session.get(ProxyService, interaction.service_sid)
-    if service is not None and service.callback_url:
+    if route.callback_url:
         await enqueue(
             session,
             account_id=interaction.account_id,
             event_type=INTERACTION,
-            url=service.callback_url,
+            url=route.callback_url,
             payload={
                 "interactionSid": interaction.sid,
                 "interactionSessionSid": interaction.session_sid,
@@ -167,14 +166,14 @@ async def interaction_ended(
                 "interactionAccountSid": interaction.account_id,
                 "interactionType": "Voice",
                 "interactionData": "",
-                "interactionDateCreated": twilio_time(interaction.created_at),
+                "interactionDateCreated": twilio_time(started_at),
                 "interactionDateUpdated": twilio_time(now),
                 "inboundParticipantSid": interaction.inbound_participant_sid,
-                "inboundResourceSid": interaction.inbound_resource_sid,
+                "inboundResourceSid": call_id,
                 "inboundResourceStatus": inbound_status,
                 "inboundResourceType": "call",
                 "outboundParticipantSid": interaction.outbound_participant_sid,
-                "outboundResourceSid": interaction.outbound_resource_sid,
+                "outboundResourceSid": call_id,
                 "outboundResourceStatus": outbound_status,
                 "outboundResourceType": "call",
                 "duration": duration_s,
