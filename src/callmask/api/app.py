@@ -18,6 +18,7 @@ from callmask.api.infobip import actions, files, numbers
 from callmask.api.limits import BodySizeLimit
 from callmask.api.request_target import NulFreeTarget
 from callmask.api.tata.routes import routers as tata_routers
+from callmask.api.twilio import router as twilio_router
 from callmask.config import Settings
 from callmask.console.routes import router as console_router
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings, *, lifespan: Lifespan | None = None) -> FastA
         metrics.router,
         console_router,
         *tata_routers,
+        twilio_router,
     ):
         app.include_router(router)
     return app
