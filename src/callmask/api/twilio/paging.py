@@ -63,9 +63,9 @@ def page_request(params: Params) -> PageRequest:
     return PageRequest(page=page, page_size=page_size, offset=offset)
 
 
-def _page_url(list_url: str, page_size: int, page: int, offset: int | None) -> str:
+def _page_url(list_url: str, page_size: int, page: int, offset: int) -> str:
     query: dict[str, str | int] = {"PageSize": page_size, "Page": page}
-    if offset is not None:
+    if offset:  # the first rows need no token: their URL is first_page_url
         query["PageToken"] = token_of(offset)
     return f"{list_url}?{urlencode(query)}"
 
@@ -82,8 +82,8 @@ def page_body(
     shown = list(rows[: request.page_size])
     more = len(rows) > request.page_size
     size, page, offset = request.page_size, request.page, request.offset
-    first = _page_url(list_url, size, 0, None)
-    this = _page_url(list_url, size, page, offset if offset else None)
+    first = _page_url(list_url, size, 0, 0)
+    this = _page_url(list_url, size, page, offset)
     previous = None
     if page > 0 or offset > 0:
         previous = _page_url(list_url, size, max(page - 1, 0), max(offset - size, 0))
