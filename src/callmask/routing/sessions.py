@@ -35,6 +35,7 @@ from callmask.sessions.calls import (
     interaction_ended,
     new_interaction_sid,
 )
+from callmask.sessions.lifetime import twilio_time
 from callmask.store.database import Database
 from callmask.store.models import utcnow
 
@@ -57,10 +58,6 @@ _OUTBOUND_STATUS = {
     CallStatus.FAILED: "failed",
     CallStatus.CONGESTION: "failed",
 }
-
-
-def _twilio_time(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(slots=True)
@@ -113,6 +110,8 @@ class SessionRouting:
 
     async def _intercept(self, url: str, summary: CallSummary, now: dt.datetime) -> None:
         route = self.route
+        stamp = twilio_time(now)
+        assert stamp is not None
         form = {
             "interactionSid": self.interaction_sid or "",
             "interactionSessionSid": route.session_sid,
@@ -120,8 +119,8 @@ class SessionRouting:
             "interactionAccountSid": route.account_id,
             "interactionType": "Voice",
             "interactionData": "",
-            "interactionDateCreated": _twilio_time(now),
-            "interactionDateUpdated": _twilio_time(now),
+            "interactionDateCreated": stamp,
+            "interactionDateUpdated": stamp,
             "inboundParticipantSid": route.caller_participant_sid,
             "inboundResourceSid": summary.public_call_id,
             "inboundResourceStatus": "in-progress",

@@ -28,23 +28,24 @@ OPEN_STATUSES = ("open", "in-progress")
 SESSION_CLOSED = "proxy.session.closed"
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite gives naive datetimes back; every time stored here is UTC."""
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
 
 
 def twilio_time(value: dt.datetime | None) -> str | None:
-    aware = _aware(value)
+    aware = as_utc(value)
     return None if aware is None else aware.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def expiry_of(proxy_session: ProxySession) -> dt.datetime | None:
     ends = []
     if proxy_session.date_expiry is not None:
-        ends.append(_aware(proxy_session.date_expiry))
+        ends.append(as_utc(proxy_session.date_expiry))
     if proxy_session.ttl:
-        since = _aware(proxy_session.date_last_interaction or proxy_session.created_at)
+        since = as_utc(proxy_session.date_last_interaction or proxy_session.created_at)
         assert since is not None
         ends.append(since + dt.timedelta(seconds=proxy_session.ttl))
     return min(e for e in ends if e is not None) if ends else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +20,7 @@ from callmask.errors import InvalidInput
 from callmask.phone import normalise
 from callmask.sessions import errors, sids
 from callmask.sessions.allocator import allocate
-from callmask.sessions.lifetime import OPEN_STATUSES, close_session, expiry_of
+from callmask.sessions.lifetime import OPEN_STATUSES, as_utc, close_session, expiry_of
 from callmask.store.models import (
     Action,
     Number,
@@ -37,13 +37,6 @@ GEO_MATCH_LEVELS = ("area-code", "overlay", "radius", "country")
 MODES = ("message-only", "voice-only", "voice-and-message")
 MAX_UNIQUE_NAME = 191
 MAX_PARTICIPANTS = 2  # a voice session bridges two parties
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite gives naive datetimes back; every time stored here is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
 
 
 def _unique_name(value: str | None, *, required: bool) -> str | None:
@@ -80,6 +73,19 @@ def e164(value: str, name: str) -> str:
 
 async def _page(session: AsyncSession, query: Any, offset: int, limit: int) -> Sequence[Any]:
     return (await session.scalars(query.offset(offset).limit(limit))).all()
+
+
+Child = TypeVar("Child", ProxyParticipant, ProxyInteraction)
+
+
+async def _child(
+    session: AsyncSession, model: type[Child], proxy_session: ProxySession, sid: str
+) -> Child:
+    """A participant or interaction of ``proxy_session``; another session's is not found."""
+    found = await session.get(model, sid)
+    if found is None or found.session_sid != proxy_session.sid:
+        raise errors.not_found(model.__name__.removeprefix("Proxy"), sid)
+    return found
 
 
 class Services:
@@ -334,7 +340,7 @@ class Sessions:
         if mode == "message-only":
             raise errors.invalid("Mode message-only: callmask carries voice only")
         _choice(status, OPEN_STATUSES, "Status")
-        if date_expiry is not None and _aware(date_expiry) <= now:  # type: ignore[operator]
+        if date_expiry is not None and as_utc(date_expiry) <= now:  # type: ignore[operator]
             raise errors.invalid("DateExpiry is in the past")
         if len(participants) > MAX_PARTICIPANTS:
             raise errors.invalid(f"a session has at most {MAX_PARTICIPANTS} participants")
@@ -413,7 +419,7 @@ class Sessions:
         if ttl is not None:
             proxy_session.ttl = _ttl(ttl, "Ttl") or 0
         if date_expiry is not None:
-            if _aware(date_expiry) <= now:  # type: ignore[operator]
+            if as_utc(date_expiry) <= now:  # type: ignore[operator]
                 raise errors.invalid("DateExpiry is in the past")
             proxy_session.date_expiry = date_expiry
         proxy_session.updated_at = now
@@ -495,10 +501,7 @@ class Participants:
         self, account_id: str, service_sid: str, session_sid: str, sid: str
     ) -> ProxyParticipant:
         proxy_session = await Sessions(self.session).get(account_id, service_sid, session_sid)
-        found = await self.session.get(ProxyParticipant, sid)
-        if found is None or found.session_sid != proxy_session.sid:
-            raise errors.not_found("Participant", sid)
-        return found
+        return await _child(self.session, ProxyParticipant, proxy_session, sid)
 
     async def list(
         self, account_id: str, service_sid: str, session_sid: str, *, offset: int, limit: int
@@ -531,10 +534,7 @@ class Interactions:
         self, account_id: str, service_sid: str, session_sid: str, sid: str
     ) -> ProxyInteraction:
         proxy_session = await Sessions(self.session).get(account_id, service_sid, session_sid)
-        found = await self.session.get(ProxyInteraction, sid)
-        if found is None or found.session_sid != proxy_session.sid:
-            raise errors.not_found("Interaction", sid)
-        return found
+        return await _child(self.session, ProxyInteraction, proxy_session, sid)
 
     async def list(
         self, account_id: str, service_sid: str, session_sid: str, *, offset: int, limit: int
