@@ -21,6 +21,7 @@ from callmask.sessions.repository import (
 )
 from callmask.store.database import Database
 from callmask.store.models import ProxyParticipant, ProxySession, WebhookEvent
+from callmask.store.postdial import PostDialReader
 from callmask.store.repositories import Actions, Numbers
 from tests.conftest import Tenant
 
@@ -209,8 +210,9 @@ async def test_ttl_slides_with_interactions_and_date_expiry_is_absolute(
     fixed = await open_session(
         database, tenant, service_sid, date_expiry=T0 + dt.timedelta(seconds=300)
     )
-    async with database.session() as session:
-        route = await find_session_route(session, CUSTOMER, (await held(database, CUSTOMER))[0])
+    route = await find_session_route(
+        PostDialReader(database), CUSTOMER, (await held(database, CUSTOMER))[0]
+    )
     assert route is not None
     assert await expire_due(database, now=T0 + dt.timedelta(seconds=299)) == 0
     assert await expire_due(database, now=T0 + dt.timedelta(seconds=301)) == 1
@@ -240,9 +242,11 @@ async def test_an_inbound_call_finds_exactly_its_session(
         ).all()
         mine = next(p for p in participants if p.identifier == CUSTOMER)
         theirs = next(p for p in participants if p.identifier == AGENT)
-        route = await find_session_route(session, CUSTOMER, mine.proxy_identifier)
-        stranger = await find_session_route(session, "+41793026099", mine.proxy_identifier)
-        elsewhere = await find_session_route(session, CUSTOMER, "+41793026799")
+    reader = PostDialReader(database)
+    route = await find_session_route(reader, CUSTOMER, mine.proxy_identifier)
+    stranger = await find_session_route(reader, "+41793026099", mine.proxy_identifier)
+    elsewhere = await find_session_route(reader, CUSTOMER, "+41793026799")
+    reader.close()
     assert isinstance(route, SessionRoute)
     assert (route.session_sid, route.callee_identifier) == (first, AGENT)
     assert route.callee_proxy_identifier == theirs.proxy_identifier

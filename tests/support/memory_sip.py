@@ -337,7 +337,7 @@ class ScriptedRouting:
     def report(self, summary: object) -> Report | None:
         return None
 
-    async def ended(self, summary: object) -> None:
+    def ended(self, summary: object) -> None:
         return None
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from callmask.calls.control import LiveCall
+from callmask.calls.ledger import Kept
 from callmask.calls.outcome import CallStatus, CallSummary
 from callmask.calls.phase import Phase, next_phase
 from callmask.routing.route import Report
@@ -108,7 +109,6 @@ class CallBase:
     async def _close(self) -> None:
         self.enter(Phase.ENDING)
         await self.teardown()
-        await self.settle()
         self.ports.book.finish(self)
         self.enter(Phase.ENDED)
 
@@ -127,8 +127,9 @@ class CallBase:
         """End every leg still up and the media session."""
         raise NotImplementedError
 
-    async def settle(self) -> None:
-        """After teardown, before the CDR: what the call's routing keeps of it."""
+    def kept(self) -> Kept | None:
+        """After teardown, with the CDR: what the call's routing keeps of it."""
+        return None
 
     def enter(self, phase: Phase) -> None:
         self.phase = next_phase(self.phase, phase)

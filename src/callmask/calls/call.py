@@ -27,6 +27,7 @@ from callmask.calls.base import (
     TransferRequested,
     sdp_text,
 )
+from callmask.calls.ledger import Kept
 from callmask.calls.legs import InboundLeg, OutboundLeg
 from callmask.calls.outcome import CallStatus, CallSummary, status_for_code
 from callmask.calls.phase import Phase
@@ -168,15 +169,16 @@ class InboundCall(CallBase):
         if not self.a.final_sent:
             self.a.respond(500, "Server Internal Error")
 
-    async def settle(self) -> None:
-        """Let the dialect store its view of the finished call (a session's
-        interaction); a failure there is logged, never lets the CDR go unwritten."""
+    def kept(self) -> Kept | None:
+        """The dialect's view of the finished call (a session's interaction); a failure
+        there is logged, never keeps the CDR from being written."""
         if self.routing is None:
-            return
+            return None
         try:
-            await self.routing.ended(self.summary)
+            return self.routing.ended(self.summary)
         except Exception:
-            log.exception("call %s: routing end not stored", self.summary.public_call_id)
+            log.exception("call %s: routing end not kept", self.summary.public_call_id)
+            return None
 
     async def flow(self) -> None:
         routing = await self._admit()

@@ -432,7 +432,9 @@ class CallEngine:
                 payload=report.payload,
                 ordering_key=summary.public_call_id,
             )
-        self.ledger.write(CallClosed(summary.record(), event, was_open=call.opened))
+        self.ledger.write(
+            CallClosed(summary.record(), event, was_open=call.opened, kept=call.kept())
+        )
 
     def opened(self, call: CallBase) -> None:
         """Note the call in the store so a restart after a crash can close it."""

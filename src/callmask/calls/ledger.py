@@ -24,6 +24,7 @@ only a crash would ever read them, and one written late could outlive its call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -31,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, update
+from sqlalchemy import Executable, Table, bindparam, delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callmask.store.database import Database
@@ -80,13 +81,33 @@ class CallAnswered:
 
 
 @dataclass(frozen=True, slots=True)
+class RowWrite:
+    """One row a call's routing keeps of the call (a session's interaction). The
+    statement is built once, at import: the ledger writes the rows of one statement,
+    over every call of a batch, with one executemany."""
+
+    statement: Executable
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What a call's routing keeps of the call, written in its CDR's transaction: rows,
+    and outbox events (``webhook_events`` rows) they cause."""
+
+    rows: tuple[RowWrite, ...] = ()
+    events: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CallClosed:
-    """The CDR, the report it causes (a ``webhook_events`` row, if any), and whether an
-    ``open_calls`` row is to be removed."""
+    """The CDR, the report it causes (a ``webhook_events`` row, if any), whether an
+    ``open_calls`` row is to be removed, and what the call's routing keeps of it."""
 
     record: dict[str, Any]
     event: dict[str, Any] | None
     was_open: bool
+    kept: Kept | None = None
 
     @property
     def record_id(self) -> str:
@@ -224,6 +245,20 @@ class CallLedger:
         try:
             await self._commit([queued.write])
         except Exception as exc:
+            write = queued.write
+            if isinstance(write, CallClosed) and write.kept is not None:
+                # The CDR never waits on the routing's rows: log those as lost and write
+                # the CDR without them.
+                log.error(
+                    "call %s: what its routing keeps was refused (%s: %s); lost write: %s",
+                    write.record_id,
+                    type(exc).__name__,
+                    exc,
+                    json.dumps(_kept_values(write.kept), default=str),
+                )
+                queued.write = dataclasses.replace(write, kept=None)
+                await self._write_alone(queued)
+                return
             queued.settled = True
             self._retry_later(queued, exc)
         else:
@@ -266,6 +301,13 @@ class CallLedger:
         answered = [w for w in writes if isinstance(w, CallAnswered)]
         closed = [w for w in writes if isinstance(w, CallClosed)]
         events = [w.event for w in closed if w.event is not None]
+        kept_rows: dict[int, tuple[Executable, list[dict[str, Any]]]] = {}
+        for w in closed:
+            if w.kept is None:
+                continue
+            events.extend(w.kept.events)
+            for row in w.kept.rows:
+                kept_rows.setdefault(id(row.statement), (row.statement, []))[1].append(row.values)
         forgotten = [w.record_id for w in closed if w.was_open]
         async with self.database.write_turn(), self.database.engine.begin() as conn:
             # In this order, so that a call opened, answered and closed within one batch
@@ -284,6 +326,8 @@ class CallLedger:
                 [{"b_record_id": w.record_id, "b_answered_at": w.answered_at} for w in answered],
             )
             await _execute_many(conn, _INSERT_RECORD, [w.record for w in closed])
+            for statement, rows in kept_rows.values():  # in the order the calls made them
+                await _execute_many(conn, statement, rows)
             await _execute_many(conn, _INSERT_EVENT, events)
             if forgotten:
                 await conn.execute(_FORGET_OPEN, {"b_record_ids": forgotten})
@@ -305,4 +349,13 @@ def describe(write: Write) -> str:
             values = {"answered": write.record_id, "answered_at": write.answered_at}
         case CallClosed():
             values = {"call_record": write.record, "webhook_event": write.event}
+            if write.kept is not None:
+                values["kept"] = _kept_values(write.kept)
     return json.dumps(values, separators=(",", ":"), default=str)
+
+
+def _kept_values(kept: Kept) -> dict[str, Any]:
+    return {
+        "rows": [{"statement": str(r.statement), **r.values} for r in kept.rows],
+        "events": list(kept.events),
+    }

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from callmask.calls.ledger import Kept
 from callmask.calls.outcome import CallSummary
 from callmask.errors import InvalidInput
 from callmask.netguard import check_url
@@ -182,5 +183,5 @@ class InfobipRouting:
             return None
         return Report(self.status_url, STATUS_REPORT, status_report_of(summary))
 
-    async def ended(self, summary: CallSummary) -> None:
+    def ended(self, summary: CallSummary) -> Kept | None:
         return None

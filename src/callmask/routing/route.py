@@ -3,7 +3,8 @@
 A ``CallRouting`` is chosen once per inbound call, at admission (``routing.table``),
 and is the only thing the call consults about its dialect: what to do (``decide``),
 which webhook its end causes (``report``), and what the dialect keeps of the call
-afterwards (``ended``: a session's interaction). Each dialect is one implementation:
+afterwards (``ended``: a session's interaction, written with the CDR). Each dialect is
+one implementation:
 Infobip's callback (``routing.infobip``), Tata's user's API (``routing.tata``), a
 session over a number pool and the out-of-session path (``routing.sessions``). The
 call flow itself never asks which one it has.
@@ -16,6 +17,7 @@ from typing import Protocol
 
 import aiohttp
 
+from callmask.calls.ledger import Kept
 from callmask.calls.outcome import CallSummary
 from callmask.routing.decisions import Decision
 
@@ -61,6 +63,7 @@ class CallRouting(Protocol):
         """The webhook the call's end causes, if the dialect sends one per call."""
         ...
 
-    async def ended(self, summary: CallSummary) -> None:
-        """The call is over (its summary is final): what the dialect stores of it."""
+    def ended(self, summary: CallSummary) -> Kept | None:
+        """The call is over (its summary is final): what the dialect keeps of it, written
+        in the CDR's transaction (``calls.ledger``)."""
         ...

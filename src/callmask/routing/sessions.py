@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from callmask.calls.ledger import Kept
 from callmask.calls.outcome import CallStatus, CallSummary
 from callmask.errors import InvalidInput
 from callmask.netguard import check_url
@@ -32,11 +33,10 @@ from callmask.routing.route import Exchange, Report
 from callmask.sessions.calls import (
     PoolRoute,
     SessionRoute,
-    interaction_ended,
+    interaction_kept,
     new_interaction_sid,
 )
 from callmask.sessions.lifetime import twilio_time
-from callmask.store.database import Database
 from callmask.store.models import utcnow
 
 SESSION = "session"
@@ -63,7 +63,6 @@ _OUTBOUND_STATUS = {
 @dataclass(slots=True)
 class SessionRouting:
     exchange: Exchange
-    database: Database
     route: SessionRoute
     did: str
     action_key: str | None = None
@@ -77,7 +76,7 @@ class SessionRouting:
     async def decide(self, summary: CallSummary) -> Decision:
         route = self.route
         now = utcnow()
-        # The row is written when the call ends (sessions.calls.interaction_ended).
+        # The row is written with the CDR (sessions.calls.interaction_kept).
         self.interaction_sid = new_interaction_sid()
         summary.details["session_sid"] = route.session_sid
         summary.details["interaction_sid"] = self.interaction_sid
@@ -88,25 +87,23 @@ class SessionRouting:
         )
 
     def report(self, summary: CallSummary) -> Report | None:
-        # The interaction's event goes to the service's CallbackUrl when ``ended``
-        # stores it (sessions.calls.interaction_ended), with the interaction's statuses.
+        # The interaction's event goes to the service's CallbackUrl with the rows
+        # ``ended`` keeps (sessions.calls.interaction_kept), with its statuses.
         return None
 
-    async def ended(self, summary: CallSummary) -> None:
+    def ended(self, summary: CallSummary) -> Kept | None:
         if self.interaction_sid is None:
-            return  # refused before the interaction existed
-        async with self.database.writing() as session:
-            await interaction_ended(
-                session,
-                self.route,
-                self.interaction_sid,
-                call_id=summary.public_call_id,
-                started_at=summary.invited_utc,
-                inbound_status=_INBOUND_STATUS[summary.status],
-                outbound_status=_OUTBOUND_STATUS[summary.status],
-                duration_s=summary.times.talk_seconds(),
-                now=utcnow(),
-            )
+            return None  # refused before the interaction existed
+        return interaction_kept(
+            self.route,
+            self.interaction_sid,
+            call_id=summary.public_call_id,
+            started_at=summary.invited_utc,
+            inbound_status=_INBOUND_STATUS[summary.status],
+            outbound_status=_OUTBOUND_STATUS[summary.status],
+            duration_s=summary.times.talk_seconds(),
+            now=utcnow(),
+        )
 
     async def _intercept(self, url: str, summary: CallSummary, now: dt.datetime) -> None:
         route = self.route
@@ -189,5 +186,5 @@ class OutOfSessionRouting:
     def report(self, summary: CallSummary) -> Report | None:
         return None
 
-    async def ended(self, summary: CallSummary) -> None:
+    def ended(self, summary: CallSummary) -> Kept | None:
         return None

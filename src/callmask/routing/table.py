@@ -3,7 +3,7 @@
 A DID carries a per-DID action (Infobip or Tata dialect) or sits in a session pool,
 never both (the APIs refuse the second with 409), so the order of the two reads only
 decides what a call costs: the per-DID read first, because it is the common case and
-on SQLite a synchronous page-cache probe (``store.routes``); the pool read only for a
+on SQLite a synchronous page-cache probe (``store.postdial``); the pool read only for a
 DID that has no action.
 """
 
@@ -17,6 +17,7 @@ from callmask.routing.sessions import OutOfSessionRouting, SessionRouting
 from callmask.routing.tata import TataRouting
 from callmask.sessions.calls import SessionRoute, find_session_route
 from callmask.store.database import Database
+from callmask.store.postdial import PostDialReader
 from callmask.store.routes import RouteLookup
 
 ANONYMIZE = "ANONYMIZE"
@@ -26,7 +27,8 @@ class RoutingTable:
     def __init__(self, database: Database, exchange: Exchange) -> None:
         self.database = database
         self.exchange = exchange
-        self.actions = RouteLookup(database)
+        self.reader = PostDialReader(database)
+        self.actions = RouteLookup(self.reader)
 
     def did_of(self, user: str | None) -> str | None:
         """The Request-URI user as E.164, or None when it is no number at all."""
@@ -61,13 +63,12 @@ class RoutingTable:
             caller_e164 = normalise(caller, self.exchange.default_region)
         except InvalidInput:
             caller_e164 = caller  # anonymous or not a number: it is in no session
-        async with self.database.session() as session:
-            pooled = await find_session_route(session, caller_e164, did)
+        pooled = await find_session_route(self.reader, caller_e164, did)
         if pooled is None:
             return None
         if isinstance(pooled, SessionRoute):
-            return SessionRouting(self.exchange, self.database, pooled, did)
+            return SessionRouting(self.exchange, pooled, did)
         return OutOfSessionRouting(self.exchange, pooled, did)
 
     def close(self) -> None:
-        self.actions.close()
+        self.reader.close()

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from callmask.calls.ledger import Kept
 from callmask.calls.outcome import CallSummary
 from callmask.errors import InvalidInput
 from callmask.phone import normalise
@@ -177,5 +178,5 @@ class TataRouting:
             return None
         return Report(self.webhook_url, CALL_DETAILS, call_details_of(summary))
 
-    async def ended(self, summary: CallSummary) -> None:
+    def ended(self, summary: CallSummary) -> Kept | None:
         return None

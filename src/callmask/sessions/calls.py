@@ -1,17 +1,22 @@
 """What the call path needs of sessions: which session a call (caller, DID) belongs to,
-and the interaction it becomes (``callmask.routing.sessions`` uses these)."""
+and the rows its interaction leaves (``callmask.routing.sessions`` uses these).
+
+Both sit on the call path, so neither builds ORM objects: the lookup is one prepared
+read on the post-dial path (``store.postdial``), and the interaction is two statements
+built once, which the call ledger writes in the CDR's own transaction, one executemany
+per statement over every call of its batch (``calls.ledger``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy import Table, and_, bindparam, case, insert, select, update
 
+from callmask.calls.ledger import Kept, RowWrite
 from callmask.sessions import sids
-from callmask.sessions.lifetime import OPEN_STATUSES, expiry_of, twilio_time
+from callmask.sessions.lifetime import OPEN_STATUSES, twilio_time
 from callmask.store.models import (
     PoolNumber,
     ProxyInteraction,
@@ -19,12 +24,13 @@ from callmask.store.models import (
     ProxyService,
     ProxySession,
 )
-from callmask.webhooks.outbox import enqueue
+from callmask.store.postdial import PostDialReader, prepare
+from callmask.webhooks.outbox import new_event
 
 INTERACTION = "proxy.interaction"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SessionRoute:
     account_id: str
     service_sid: str
@@ -35,9 +41,10 @@ class SessionRoute:
     callee_proxy_identifier: str  # B's proxy number: the caller ID B sees
     callback_url: str | None
     intercept_callback_url: str | None
+    ttl: int  # the session's, as the call found it: the interaction slides it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PoolRoute:
     """The DID is a pool number, but the caller has no open session with a second
     participant on it."""
@@ -47,66 +54,133 @@ class PoolRoute:
     out_of_session_callback_url: str | None
 
 
+_PARTICIPANTS: Table = ProxyParticipant.__table__  # type: ignore[assignment]
+_CALLER = _PARTICIPANTS.alias("caller")
+_CALLEE = _PARTICIPANTS.alias("callee")
+_SERVICES: Table = ProxyService.__table__  # type: ignore[assignment]
+_SESSIONS: Table = ProxySession.__table__  # type: ignore[assignment]
+
+# Starts with one probe of the allocator's unique index (proxy_identifier, identifier,
+# active, ...) for the caller, then the other participant by session and two
+# primary-key joins.
+SESSION_OF_CALLER = prepare(
+    select(
+        _CALLER.c.sid,
+        _CALLEE.c.sid,
+        _CALLEE.c.account_id,
+        _CALLEE.c.service_sid,
+        _CALLEE.c.session_sid,
+        _CALLEE.c.identifier,
+        _CALLEE.c.proxy_identifier,
+        _SERVICES.c.callback_url,
+        _SERVICES.c.intercept_callback_url,
+        _SESSIONS.c.ttl,
+    )
+    .select_from(_CALLER)
+    .join(
+        _CALLEE,
+        (_CALLEE.c.session_sid == _CALLER.c.session_sid)
+        & (_CALLEE.c.sid != _CALLER.c.sid)
+        & _CALLEE.c.active.is_(True),
+    )
+    .join(_SERVICES, _SERVICES.c.sid == _CALLER.c.service_sid)
+    .join(_SESSIONS, _SESSIONS.c.sid == _CALLER.c.session_sid)
+    .where(
+        _CALLER.c.proxy_identifier == bindparam("did"),
+        _CALLER.c.identifier == bindparam("caller"),
+        _CALLER.c.active.is_(True),
+    )
+)
+POOL_OF_DID = prepare(
+    select(
+        PoolNumber.service_sid,
+        ProxyService.account_id,
+        ProxyService.out_of_session_callback_url,
+    )
+    .join(ProxyService, ProxyService.sid == PoolNumber.service_sid)
+    .where(PoolNumber.e164 == bindparam("did"))
+)
+
+
 async def find_session_route(
-    session: AsyncSession, caller_number: str, did: str
+    reader: PostDialReader, caller_number: str, did: str
 ) -> SessionRoute | PoolRoute | None:
     """The call's session, or the pool it reached without one; ``None`` when the DID
-    is in no pool. The first read starts with one probe of the allocator's unique index
-    and joins the other participant and the service."""
-    caller = aliased(ProxyParticipant)
-    callee = aliased(ProxyParticipant)
-    found = (
-        await session.execute(
-            select(caller.sid, callee, ProxyService)
-            .join(
-                callee,
-                (callee.session_sid == caller.session_sid)
-                & (callee.sid != caller.sid)
-                & callee.active.is_(True),
-            )
-            .join(ProxyService, ProxyService.sid == caller.service_sid)
-            .where(
-                caller.proxy_identifier == did,
-                caller.identifier == caller_number,
-                caller.active.is_(True),
-            )
-        )
-    ).first()
+    is in no pool."""
+    found = await reader.first(SESSION_OF_CALLER, {"did": did, "caller": caller_number})
     if found is not None:
-        caller_sid, other, service = found
+        caller_sid, callee_sid, account_id, service_sid, session_sid = found[:5]
+        identifier, proxy_identifier, callback_url, intercept_url, ttl = found[5:]
         return SessionRoute(
-            account_id=other.account_id,
-            service_sid=other.service_sid,
-            session_sid=other.session_sid,
+            account_id=account_id,
+            service_sid=service_sid,
+            session_sid=session_sid,
             caller_participant_sid=caller_sid,
-            callee_participant_sid=other.sid,
-            callee_identifier=other.identifier,
-            callee_proxy_identifier=other.proxy_identifier,
-            callback_url=service.callback_url,
-            intercept_callback_url=service.intercept_callback_url,
+            callee_participant_sid=callee_sid,
+            callee_identifier=identifier,
+            callee_proxy_identifier=proxy_identifier,
+            callback_url=callback_url,
+            intercept_callback_url=intercept_url,
+            ttl=int(ttl or 0),
         )
-    pool = (
-        await session.execute(
-            select(
-                PoolNumber.service_sid,
-                ProxyService.account_id,
-                ProxyService.out_of_session_callback_url,
-            )
-            .join(ProxyService, ProxyService.sid == PoolNumber.service_sid)
-            .where(PoolNumber.e164 == did)
-        )
-    ).first()
+    pool = await reader.first(POOL_OF_DID, {"did": did})
     if pool is None:
         return None
-    return PoolRoute(pool.account_id, pool.service_sid, pool.out_of_session_callback_url)
+    service_sid, account_id, out_of_session_url = pool
+    return PoolRoute(account_id, service_sid, out_of_session_url)
 
 
 def new_interaction_sid() -> str:
     return sids.new_sid(sids.INTERACTION)
 
 
-async def interaction_ended(
-    session: AsyncSession,
+_INTERACTIONS: Table = ProxyInteraction.__table__  # type: ignore[assignment]
+# INSERT ... SELECT from the session's row: a session deleted while the call was up
+# leaves nothing to attach the call to, and the row is then simply not written (a
+# plain INSERT would fail its foreign key and take the CDR's batch with it).
+_INSERT_INTERACTION = insert(_INTERACTIONS).from_select(
+    [column.name for column in _INTERACTIONS.c],
+    select(
+        *(
+            _SESSIONS.c.sid
+            if column.name == "session_sid"
+            else bindparam(f"i_{column.name}", type_=column.type)
+            for column in _INTERACTIONS.c
+        )
+    ).where(_SESSIONS.c.sid == bindparam("i_session_sid")),
+)
+# An open session becomes in-progress and its ttl slides from the call's start. The
+# new expiry was computed from the ttl the call found; if the API changed the ttl
+# meanwhile, the expiry it computed then is kept instead.
+_TTL_END = bindparam("t_ttl_end", type_=_SESSIONS.c.expires_at.type)
+_TOUCH_SESSION = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.sid == bindparam("t_sid"), _SESSIONS.c.status.in_(OPEN_STATUSES))
+    .values(
+        status="in-progress",
+        date_last_interaction=bindparam("t_started", type_=_SESSIONS.c.expires_at.type),
+        updated_at=bindparam("t_now", type_=_SESSIONS.c.updated_at.type),
+        expires_at=case(
+            (
+                and_(_SESSIONS.c.ttl == bindparam("t_ttl"), _SESSIONS.c.ttl > 0),
+                case(
+                    (
+                        and_(
+                            _SESSIONS.c.date_expiry.is_not(None),
+                            _SESSIONS.c.date_expiry < _TTL_END,
+                        ),
+                        _SESSIONS.c.date_expiry,
+                    ),
+                    else_=_TTL_END,
+                ),
+            ),
+            else_=_SESSIONS.c.expires_at,
+        ),
+    )
+)
+
+
+def interaction_kept(
     route: SessionRoute,
     interaction_sid: str,
     *,
@@ -116,68 +190,67 @@ async def interaction_ended(
     outbound_status: str,
     duration_s: int | None,
     now: dt.datetime,
-) -> None:
-    """Store the call as a voice interaction of its session, slide the session's ttl
-    from the call's start, and send the interaction to the service's CallbackUrl
-    (through the outbox, in this transaction).
+) -> Kept:
+    """The call as a voice interaction of its session, the session's ttl slid from the
+    call's start, and the interaction's event for the service's CallbackUrl: written
+    with the call's CDR.
 
     Written once the call has ended, not when it starts: a write before the far end
-    is dialled would be a store commit on the post-dial path of every session call
-    (on SQLite, a turn of the one writer), and the row is only complete at the end.
-    A call still up is so not yet an interaction in the API."""
-    interaction = ProxyInteraction(
-        sid=interaction_sid,
-        session_sid=route.session_sid,
-        service_sid=route.service_sid,
+    is dialled would be a store commit on the post-dial path of every session call,
+    and the row is only complete at the end. A call still up is so not yet an
+    interaction in the API."""
+    interaction: dict[str, Any] = {
+        "i_sid": interaction_sid,
+        "i_session_sid": route.session_sid,
+        "i_service_sid": route.service_sid,
+        "i_account_id": route.account_id,
+        "i_type": "voice",
+        "i_data": None,
+        "i_inbound_participant_sid": route.caller_participant_sid,
+        "i_inbound_resource_sid": call_id,
+        "i_inbound_resource_status": inbound_status,
+        "i_inbound_resource_type": "call",
+        "i_outbound_participant_sid": route.callee_participant_sid,
+        "i_outbound_resource_sid": call_id,
+        "i_outbound_resource_status": outbound_status,
+        "i_outbound_resource_type": "call",
+        "i_duration_s": duration_s,
+        "i_created_at": started_at,
+        "i_updated_at": now,
+    }
+    touch = {
+        "t_sid": route.session_sid,
+        "t_started": started_at,
+        "t_now": now,
+        "t_ttl": route.ttl,
+        "t_ttl_end": started_at + dt.timedelta(seconds=route.ttl),
+    }
+    rows = (RowWrite(_INSERT_INTERACTION, interaction), RowWrite(_TOUCH_SESSION, touch))
+    if not route.callback_url:
+        return Kept(rows)
+    event = new_event(
         account_id=route.account_id,
-        type="voice",
-        data=None,
-        inbound_participant_sid=route.caller_participant_sid,
-        inbound_resource_sid=call_id,
-        inbound_resource_status=inbound_status,
-        inbound_resource_type="call",
-        outbound_participant_sid=route.callee_participant_sid,
-        outbound_resource_sid=call_id,
-        outbound_resource_status=outbound_status,
-        outbound_resource_type="call",
-        duration_s=duration_s,
-        created_at=started_at,
-        updated_at=now,
+        event_type=INTERACTION,
+        url=route.callback_url,
+        payload={
+            "interactionSid": interaction_sid,
+            "interactionSessionSid": route.session_sid,
+            "interactionServiceSid": route.service_sid,
+            "interactionAccountSid": route.account_id,
+            "interactionType": "Voice",
+            "interactionData": "",
+            "interactionDateCreated": twilio_time(started_at),
+            "interactionDateUpdated": twilio_time(now),
+            "inboundParticipantSid": route.caller_participant_sid,
+            "inboundResourceSid": call_id,
+            "inboundResourceStatus": inbound_status,
+            "inboundResourceType": "call",
+            "outboundParticipantSid": route.callee_participant_sid,
+            "outboundResourceSid": call_id,
+            "outboundResourceStatus": outbound_status,
+            "outboundResourceType": "call",
+            "duration": duration_s,
+        },
+        ordering_key=route.session_sid,
     )
-    proxy_session = await session.get(ProxySession, route.session_sid)
-    if proxy_session is None:
-        return  # deleted while the call was up: nothing to attach the call to
-    session.add(interaction)
-    if proxy_session.status in OPEN_STATUSES:
-        proxy_session.status = "in-progress"
-        proxy_session.date_last_interaction = started_at
-        proxy_session.updated_at = now
-        proxy_session.expires_at = expiry_of(proxy_session)
-    if route.callback_url:
-        await enqueue(
-            session,
-            account_id=interaction.account_id,
-            event_type=INTERACTION,
-            url=route.callback_url,
-            payload={
-                "interactionSid": interaction.sid,
-                "interactionSessionSid": interaction.session_sid,
-                "interactionServiceSid": interaction.service_sid,
-                "interactionAccountSid": interaction.account_id,
-                "interactionType": "Voice",
-                "interactionData": "",
-                "interactionDateCreated": twilio_time(started_at),
-                "interactionDateUpdated": twilio_time(now),
-                "inboundParticipantSid": interaction.inbound_participant_sid,
-                "inboundResourceSid": call_id,
-                "inboundResourceStatus": inbound_status,
-                "inboundResourceType": "call",
-                "outboundParticipantSid": interaction.outbound_participant_sid,
-                "outboundResourceSid": call_id,
-                "outboundResourceStatus": outbound_status,
-                "outboundResourceType": "call",
-                "duration": duration_s,
-            },
-            ordering_key=interaction.session_sid,
-        )
-    await session.flush()
+    return Kept(rows, events=(event,))
