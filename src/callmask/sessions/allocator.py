@@ -5,8 +5,8 @@ proxy number twice, so a call from (identifier, DID) names exactly one session. 
 database holds it, on every node: the unique constraint over (proxy_identifier,
 identifier, active, service_sid) with ``active`` TRUE while open and NULL after (NULLs
 never collide). The allocator only proposes: it inserts the participant with a
-candidate number inside a SAVEPOINT and, when another transaction took that pair
-first, rolls back to it and tries the next candidate. No lock is held in the process.
+candidate number (INSERT ... ON CONFLICT DO NOTHING) and, when another transaction
+took that pair first, tries the next candidate. No lock is held in the process.
 
 Candidates: the service's unreserved numbers this identifier does not hold yet, in
 random order (spreading load, and making two concurrent creates unlikely to race for
@@ -18,81 +18,89 @@ or ``ProxyIdentifierSid`` is the only candidate, and may be a reserved number.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, Table, case, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from callmask.sessions import errors, sids
 from callmask.store.models import PoolNumber, ProxyParticipant, ProxyService, ProxySession
 
 CANDIDATES_PER_ROUND = 8
 ROUNDS = 4
+_PARTICIPANTS: Table = ProxyParticipant.__table__  # type: ignore[assignment]
 
 
-async def _held(session: AsyncSession, service_sid: str, identifier: str) -> set[str]:
-    query = select(ProxyParticipant.pool_number_sid).where(
-        ProxyParticipant.service_sid == service_sid,
-        ProxyParticipant.identifier == identifier,
-        ProxyParticipant.active.is_(True),
+def _candidate_query(service: ProxyService, identifier: str, exclude: set[str]) -> Select[str, str]:
+    """One read: unreserved numbers the identifier does not hold now, the sticky one
+    (the number it had last in the service) first or last by the service's behaviour,
+    the rest in random order."""
+    mine = (ProxyParticipant.service_sid == service.sid) & (
+        ProxyParticipant.identifier == identifier
     )
-    return {sid for sid in (await session.scalars(query)).all() if sid is not None}
-
-
-async def _last_used(session: AsyncSession, service_sid: str, identifier: str) -> str | None:
-    query = (
+    held_now = select(ProxyParticipant.pool_number_sid).where(
+        mine, ProxyParticipant.active.is_(True), ProxyParticipant.pool_number_sid.is_not(None)
+    )
+    last_used = (
         select(ProxyParticipant.pool_number_sid)
-        .where(
-            ProxyParticipant.service_sid == service_sid,
-            ProxyParticipant.identifier == identifier,
-        )
+        .where(mine)
         .order_by(ProxyParticipant.created_at.desc())
         .limit(1)
+        .scalar_subquery()
     )
-    return await session.scalar(query)
+    sticky_rank = (0, 1) if service.number_selection_behavior == "prefer-sticky" else (1, 0)
+    query = (
+        select(PoolNumber.sid, PoolNumber.e164)
+        .where(
+            PoolNumber.service_sid == service.sid,
+            PoolNumber.is_reserved.is_(False),
+            PoolNumber.sid.not_in(held_now),
+        )
+        .order_by(
+            case((PoolNumber.sid == last_used, sticky_rank[0]), else_=sticky_rank[1]),
+            func.random(),
+        )
+        .limit(CANDIDATES_PER_ROUND)
+    )
+    if exclude:
+        query = query.where(PoolNumber.sid.not_in(exclude))
+    return query
 
 
 async def _explicit(
     session: AsyncSession, service_sid: str, e164: str | None, sid: str | None
-) -> PoolNumber:
-    query = select(PoolNumber).where(PoolNumber.service_sid == service_sid)
+) -> tuple[str, str]:
+    query = select(PoolNumber.sid, PoolNumber.e164).where(PoolNumber.service_sid == service_sid)
     query = query.where(PoolNumber.sid == sid) if sid else query.where(PoolNumber.e164 == e164)
-    found = (await session.scalars(query)).first()
+    found = (await session.execute(query)).first()
     if found is None:
         raise errors.invalid(f"{sid or e164} is not a number of this Service's pool")
-    return found
+    return found.sid, found.e164
 
 
-async def _candidates(
-    session: AsyncSession, service: ProxyService, identifier: str, exclude: set[str]
-) -> list[PoolNumber]:
-    held_now = await _held(session, service.sid, identifier)
-    query = (
-        select(PoolNumber)
-        .where(PoolNumber.service_sid == service.sid, PoolNumber.is_reserved.is_(False))
-        .order_by(func.random())
-        .limit(CANDIDATES_PER_ROUND + len(held_now) + len(exclude))
-    )
-    numbers = [n for n in (await session.scalars(query)).all() if n.sid not in held_now | exclude]
-    sticky = await _last_used(session, service.sid, identifier)
-    if sticky is not None:
-        numbers.sort(
-            key=lambda n: (
-                (n.sid == sticky) != (service.number_selection_behavior == "prefer-sticky")
-            )
-        )
-    return numbers[:CANDIDATES_PER_ROUND]
+def _insert_unless_taken(session: AsyncSession) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the store's dialect: a pair another
+    transaction holds is skipped in one statement, without a SAVEPOINT. On PostgreSQL
+    the insert waits for a concurrent holder's commit, then skips (or inserts, if it
+    rolled back)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(_PARTICIPANTS).on_conflict_do_nothing()
+    return sqlite_insert(_PARTICIPANTS).on_conflict_do_nothing()
 
 
 async def _try(
     session: AsyncSession,
     proxy_session: ProxySession,
-    number: PoolNumber,
+    number: tuple[str, str],
     *,
     identifier: str,
     friendly_name: str | None,
     now: dt.datetime,
 ) -> ProxyParticipant | None:
+    number_sid, e164 = number
     participant = ProxyParticipant(
         sid=sids.new_sid(sids.PARTICIPANT),
         session_sid=proxy_session.sid,
@@ -100,17 +108,22 @@ async def _try(
         account_id=proxy_session.account_id,
         identifier=identifier,
         friendly_name=friendly_name,
-        proxy_identifier=number.e164,
-        pool_number_sid=number.sid,
+        proxy_identifier=e164,
+        pool_number_sid=number_sid,
         active=True,
+        date_deleted=None,
         created_at=now,
         updated_at=now,
     )
-    try:
-        async with session.begin_nested():
-            session.add(participant)
-    except IntegrityError:
+    values = {column.name: getattr(participant, column.key) for column in _PARTICIPANTS.c}
+    inserted = await session.execute(
+        _insert_unless_taken(session).values(values).returning(_PARTICIPANTS.c.sid)
+    )
+    if inserted.first() is None:
         return None  # someone holds (identifier, number) in an open session: next one
+    # The row exists now: the object joins the ORM session as persistent, not as new.
+    make_transient_to_detached(participant)
+    session.add(participant)
     return participant
 
 
@@ -140,17 +153,18 @@ async def allocate(
             raise errors.ProxyError(
                 errors.PAIR_CONFLICT,
                 400,
-                f"{identifier} already has {number.e164} as proxy number in another open "
+                f"{identifier} already has {number[1]} as proxy number in another open "
                 "session of this Service",
             )
         return participant
     tried: set[str] = set()
     for _ in range(ROUNDS):
-        candidates = await _candidates(session, service, identifier, tried)
+        query = _candidate_query(service, identifier, tried)
+        candidates = [(row.sid, row.e164) for row in (await session.execute(query)).all()]
         if not candidates:
             break
         for number in candidates:
-            tried.add(number.sid)
+            tried.add(number[0])
             participant = await _try(
                 session,
                 proxy_session,

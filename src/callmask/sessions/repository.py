@@ -369,8 +369,12 @@ class Sessions:
         proxy_session.expires_at = expiry_of(proxy_session)
         self.session.add(proxy_session)
         await self.session.flush()
+        added: list[str] = []  # a new session has no one else: no need to read who is in it
         for request in participants:
-            await Participants(self.session).add_to(service, proxy_session, request, now=now)
+            participant = await Participants(self.session).add_to(
+                service, proxy_session, request, now=now, present=added
+            )
+            added.append(participant.identifier)
         return proxy_session
 
     async def get(self, account_id: str, service_sid: str, sid_or_unique_name: str) -> ProxySession:
@@ -462,18 +466,21 @@ class Participants:
         request: ParticipantRequest,
         *,
         now: dt.datetime,
+        present: Sequence[str] | None = None,
     ) -> ProxyParticipant:
+        """``present``: the session's participants, when the caller knows them."""
         if proxy_session.status not in OPEN_STATUSES:
             raise errors.invalid(f"Session {proxy_session.sid} is {proxy_session.status}")
         identifier = e164(request.identifier, "Identifier")
-        present = (
-            await self.session.scalars(
-                select(ProxyParticipant.identifier).where(
-                    ProxyParticipant.session_sid == proxy_session.sid,
-                    ProxyParticipant.date_deleted.is_(None),
+        if present is None:
+            present = (
+                await self.session.scalars(
+                    select(ProxyParticipant.identifier).where(
+                        ProxyParticipant.session_sid == proxy_session.sid,
+                        ProxyParticipant.date_deleted.is_(None),
+                    )
                 )
-            )
-        ).all()
+            ).all()
         if identifier in present:
             raise errors.ProxyError(
                 errors.DUPLICATE_PARTICIPANT,

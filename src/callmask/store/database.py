@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,18 +21,35 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from callmask.store.checkpoint import WalCheckpointer
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str) -> AsyncEngine:
+def sqlite_file(url: str) -> str | None:
+    """The file behind an SQLite URL, or None (not SQLite, or in memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def create_engine(url: str, checkpointer: WalCheckpointer | None = None) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
+            if checkpointer is not None:
+                # Checkpoints run on the checkpointer's thread, not in a commit.
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                checkpointer.start()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             # In WAL mode NORMAL syncs at checkpoints, not at every commit: a process
@@ -52,7 +70,9 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        path = sqlite_file(url)
+        self.checkpointer = None if path is None else WalCheckpointer(path)
+        self.engine = create_engine(url, self.checkpointer)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time. Writers that meet inside SQLite wait in its
         # busy handler, which sleeps in steps growing to 100 ms: at a few hundred calls
@@ -86,3 +106,5 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.stop)

@@ -27,9 +27,8 @@ from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import make_url
 
-from callmask.store.database import Database
+from callmask.store.database import Database, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +44,6 @@ class PreparedRead:
 def prepare(statement: Select[*tuple[Any, ...]]) -> PreparedRead:
     dialect = sqlite_dialect.dialect(paramstyle="named")
     return PreparedRead(statement, str(statement.compile(dialect=dialect)))
-
-
-def sqlite_file(url: str) -> str | None:
-    """The file behind an SQLite URL, or None (not SQLite, or in memory)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return database
 
 
 class PostDialReader:
