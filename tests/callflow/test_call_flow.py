@@ -11,6 +11,7 @@ end-to-end proof; these pin the flow and run in milliseconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -207,6 +208,30 @@ async def test_an_api_hangup_ends_both_legs(rig: Rig) -> None:
     (record,) = await rig.records()
     assert record.hangup_by == "system" and record.hangup_cause == "hung up through the API"
     assert rig.far_end.byes and rig.network.requests("BYE", ("127.0.0.3", 5060))
+
+
+async def test_a_call_with_a_time_limit_gets_bye_on_both_legs_at_the_limit(rig: Rig) -> None:
+    rig.routing.answer = lambda: DialNumbers(
+        numbers=(B_NUMBER,), caller_id=CALLER_ID, time_limit_s=90
+    )
+    record = await one_call(rig)  # nobody hangs up
+    assert record.status == "answered" and record.hangup_by == "system"
+    assert record.hangup_cause == "call time limit reached"
+    assert 89 <= (record.ended_at - record.answered_at).total_seconds() <= 91
+    assert rig.far_end.byes and rig.network.requests("BYE", ("127.0.0.3", 5060))
+    details = json.loads(record.details or "{}")
+    assert details["time_limit_s"] == 90 and details["time_limit_reached"] is True
+
+
+async def test_a_caller_who_hangs_up_before_the_time_limit_ends_the_call_as_usual(
+    rig: Rig,
+) -> None:
+    rig.routing.answer = lambda: DialNumbers(
+        numbers=(B_NUMBER,), caller_id=CALLER_ID, time_limit_s=90
+    )
+    record = await one_call(rig, hang_up_after_s=30)
+    assert record.hangup_by == "caller"
+    assert "time_limit_reached" not in json.loads(record.details or "{}")
 
 
 async def test_a_transfer_moves_the_caller_to_the_new_number(rig: Rig) -> None:

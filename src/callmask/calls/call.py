@@ -263,7 +263,7 @@ class InboundCall(CallBase):
             answered, last_code = await self._ring(b)
             tried.append({"number": number, "code": last_code})
             if answered:
-                await self._talk(b)
+                await self._talk(b, decision.time_limit_s)
                 return
         status = status_for_code(last_code)
         cause = f"called party answered {last_code}" if last_code else "trunk did not answer"
@@ -361,10 +361,21 @@ class InboundCall(CallBase):
 
     # -- talk ----------------------------------------------------------------------
 
-    async def _talk(self, b: OutboundLeg) -> None:
+    async def _talk(self, b: OutboundLeg, time_limit_s: int | None = None) -> None:
+        ends_at = None if time_limit_s is None else self.loop_time + time_limit_s
+        if time_limit_s is not None:
+            self.summary.details["time_limit_s"] = time_limit_s
         while True:
-            event = await self.next_event()
+            event = await self.next_event(None if ends_at is None else ends_at - self.loop_time)
             match event:
+                case None:
+                    # A transfer restarts nothing: the limit counts from the first answer.
+                    b.request("BYE")
+                    self._bye_a()
+                    self.summary.details["time_limit_reached"] = True
+                    raise self.end(
+                        CallStatus.ANSWERED, "call time limit reached", code=200, by="system"
+                    )
                 case TransferRequested(number=number, done=done):
                     moved_to = await self._transfer(b, number)
                     if not done.done():

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class DialNumbers:
     """Bridge the caller to the first of ``numbers`` (E.164) that answers, in order,
-    showing ``caller_id`` (E.164) as the only identity the called party sees."""
+    showing ``caller_id`` (E.164) as the only identity the called party sees; with a
+    ``time_limit_s``, both legs get BYE that many seconds after the answer."""
 
     numbers: tuple[str, ...]
     caller_id: str
+    time_limit_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
