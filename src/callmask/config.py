@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     rtpengine_ng_port: int = Field(default=19222, ge=1024, le=65535)
     rtpengine_port_min: int = Field(default=20000, ge=1024, le=65535)
     rtpengine_port_max: int = Field(default=29999, ge=1024, le=65535)
+    # Where the node takes rtpengine's DTMF reports (digits callers press as RFC 4733
+    # events). The managed rtpengine is told a free loopback port of its own; an
+    # external one needs --dtmf-log-dest set to this host:port.
+    dtmf_listen: str | None = None
 
     default_region: str | None = None
     callback_timeout: float = Field(default=5.0, gt=0, le=60)

@@ -378,3 +378,19 @@ async def test_calls_complete_once_on_a_carrier_network_that_delivers_every_pack
         assert counts.strays == 0, counts
         assert counts.received["a->b"] >= 3 * calls and counts.received["b->a"] >= 3 * calls
         assert counts.duplicated >= sum(counts.received.values()), counts
+
+
+async def test_a_caller_pressing_keys_is_heard_both_as_rtp_events_and_as_sip_info(
+    node: Node,
+) -> None:
+    # 1 2 3 4 # as RFC 4733 events (decoded by rtpengine, reported to the node), then
+    # 5 in a SIP INFO: both reach the call, which counts them per side and path.
+    node.receiver.always("/callback", Reply(body=DIAL))
+    async with SippUas("uas_answer.xml", port=node.trunk_port, calls=1) as far_end:
+        caller = await call(node, "uac_dtmf.xml", hold_ms="2500")
+        far = await far_end.wait(15)
+    assert caller.returncode == 0, caller.describe()
+    assert far.returncode == 0, far.describe()
+    record = await the_record(node)
+    details = json.loads(record.details or "{}")
+    assert details["dtmf"] == {"caller_rfc4733": 5, "caller_info": 1}, details

@@ -50,6 +50,16 @@ class TransferRequested:
     done: asyncio.Future[bool]
 
 
+@dataclass(frozen=True, slots=True)
+class DigitReceived:
+    """A digit one side pressed: ``side`` is caller or callee, ``via`` rfc4733 (decoded
+    by rtpengine) or info (a SIP INFO)."""
+
+    digit: str
+    side: str
+    via: str
+
+
 CallEvent = (
     RequestReceived
     | ResponseReceived
@@ -59,6 +69,7 @@ CallEvent = (
     | HangupRequested
     | CancelReceived
     | TransferRequested
+    | DigitReceived
 )
 
 
@@ -126,6 +137,14 @@ class CallBase:
     async def teardown(self) -> None:
         """End every leg still up and the media session."""
         raise NotImplementedError
+
+    def digit_received(self, event: DigitReceived) -> None:
+        """Count it in the CDR's details, per side and path; the digit itself is not
+        logged nor stored (it may be a PIN)."""
+        counts: dict[str, int] = self.summary.details.setdefault("dtmf", {})
+        name = f"{event.side}_{event.via}"
+        counts[name] = counts.get(name, 0) + 1
+        log.info("digit from the %s via %s", event.side, event.via)
 
     def kept(self) -> Kept | None:
         """After teardown, with the CDR: what the call's routing keeps of it."""

@@ -23,6 +23,7 @@ from callmask.calls.base import (
     CallEnded,
     CallEvent,
     CancelReceived,
+    DigitReceived,
     HangupRequested,
     TransferRequested,
     sdp_text,
@@ -31,6 +32,7 @@ from callmask.calls.ledger import Kept
 from callmask.calls.legs import InboundLeg, OutboundLeg
 from callmask.calls.outcome import CallStatus, CallSummary, status_for_code
 from callmask.calls.phase import Phase
+from callmask.media.dtmf import digit_of_info
 from callmask.routing.decisions import (
     Decision,
     DialNumbers,
@@ -398,6 +400,8 @@ class InboundCall(CallBase):
                     await self._in_dialog_request(key, request, b)
                 case ResponseReceived(key=key, response=response):
                     await self._relayed_response(key, response, b)
+                case DigitReceived():
+                    self.digit_received(event)
                 case CancelReceived():
                     pass  # too late: the call was answered (the engine answered 200 anyway)
                 case _:
@@ -495,6 +499,11 @@ class InboundCall(CallBase):
             case "INVITE" | "UPDATE":
                 # An offerless re-INVITE (session refresh): answer with the SDP we last gave.
                 self._answer(from_a, b, key, request, 200)
+            case "INFO" if digit := digit_of_info(
+                request.headers.get("Content-Type"), request.body
+            ):
+                self._answer(from_a, b, key, request, 200)
+                self.digit_received(DigitReceived(digit, "caller" if from_a else "callee", "info"))
             case _:
                 self._answer(from_a, b, key, request, 200)
 

@@ -28,6 +28,7 @@ from callmask.calls import metrics, recovery
 from callmask.calls.base import (
     CallBase,
     CancelReceived,
+    DigitReceived,
     HangupRequested,
     TransferRequested,
 )
@@ -52,6 +53,7 @@ from callmask.calls.ports import CallPorts, MediaRelay
 from callmask.calls.sdp import MaskedMedia
 from callmask.config import Settings
 from callmask.logs import call_id_var
+from callmask.media.dtmf import DtmfReport
 from callmask.media.rtpengine_process import ManagedRtpengine
 from callmask.media.tts import TextToSpeech
 from callmask.routing.decisions import Decision, RoutingFailed, UnknownNumber
@@ -150,6 +152,7 @@ class CallEngine:
         )
         self.calls: dict[str, CallBase] = {}  # by the SIP Call-ID of any of its legs
         self.by_public_id: dict[str, CallBase] = {}
+        self.by_media_id: dict[str, CallBase] = {}  # by the call-id rtpengine knows
         self._tracked: dict[str, CallBase] = {}  # transaction key -> call
         self._group: asyncio.TaskGroup | None = None
         self._stopping = False
@@ -342,6 +345,7 @@ class CallEngine:
     def _start(self, call: CallBase) -> None:
         assert self._group is not None
         self.by_public_id[call.summary.public_call_id] = call
+        self.by_media_id[call.id] = call
         metrics.CALLS_STARTED.inc()
         metrics.ACTIVE_CALLS.inc()
         # Every log line written for this call carries its id (callmask.logs).
@@ -408,6 +412,7 @@ class CallEngine:
         for key in call.keys:
             self.untrack(key)
         self.by_public_id.pop(summary.public_call_id, None)
+        self.by_media_id.pop(call.id, None)
         metrics.ACTIVE_CALLS.dec()
         metrics.CALLS_ENDED.labels(status=summary.status.value).inc()
         log.info(
@@ -470,6 +475,14 @@ class CallEngine:
         except Exception:
             return False
         return True
+
+    def dtmf_reported(self, report: DtmfReport) -> None:
+        """rtpengine decoded a digit (``media.dtmf``): hand it to its call."""
+        call = self.by_media_id.get(report.call_id)
+        if call is None or call.ended:
+            return  # a report that outlived its call
+        side = "caller" if report.source_tag == call.media_tag else "callee"
+        call.post(DigitReceived(report.digit, side, "rfc4733"))
 
     def media_lost(self) -> None:
         """rtpengine died: every call anchored in it has lost its media for good, so

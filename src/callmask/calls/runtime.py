@@ -16,6 +16,7 @@ from pathlib import Path
 from callmask.calls.engine import CallEngine, Notifier
 from callmask.cluster.calls import ClusterCalls, joined
 from callmask.config import Settings
+from callmask.media.dtmf import DtmfListener
 from callmask.media.rtpengine import RtpengineClient, RtpengineUnavailable, packet_counts
 from callmask.media.rtpengine_process import ManagedRtpengine
 from callmask.outbound import client_session
@@ -43,6 +44,17 @@ def rtpengine_address(settings: Settings) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def dtmf_address(settings: Settings) -> tuple[str, int]:
+    """Where to take DTMF reports: CALLMASK_DTMF_LISTEN, else a free loopback port (the
+    managed rtpengine is told it; an external one is not, see the warning)."""
+    if settings.dtmf_listen is None:
+        return ("127.0.0.1", 0)
+    host, _, port = settings.dtmf_listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"CALLMASK_DTMF_LISTEN must be host:port, not {settings.dtmf_listen!r}")
+    return host.strip("[]"), int(port)
+
+
 @contextlib.asynccontextmanager
 async def running_call_path(
     settings: Settings,
@@ -52,8 +64,35 @@ async def running_call_path(
     audio_dir: Path,
     webhooks: Notifier | None,
 ) -> AsyncIterator[ClusterCalls]:
+    # rtpengine 10.5 sends its DTMF reports to one address for all its calls (its
+    # --dtmf-log-dest; the per-call flag of later versions is unknown to it).
+    dtmf = await DtmfListener.open(*dtmf_address(settings))
+    try:
+        async with _call_path(
+            settings, database, group, dtmf, audio_dir=audio_dir, webhooks=webhooks
+        ) as calls:
+            yield calls
+    finally:
+        dtmf.close()
+
+
+@contextlib.asynccontextmanager
+async def _call_path(
+    settings: Settings,
+    database: Database,
+    group: asyncio.TaskGroup,
+    dtmf: DtmfListener,
+    *,
+    audio_dir: Path,
+    webhooks: Notifier | None,
+) -> AsyncIterator[ClusterCalls]:
     managed: ManagedRtpengine | None = None
     address = rtpengine_address(settings)
+    if address is not None and settings.dtmf_listen is None:
+        log.warning(
+            "CALLMASK_DTMF_LISTEN is not set: digits callers press as RFC 4733 events "
+            "reach no call unless the external rtpengine's --dtmf-log-dest points at it"
+        )
     if address is None:
         managed = ManagedRtpengine(
             interface=settings.sip_host,
@@ -62,10 +101,12 @@ async def running_call_path(
             port_max=settings.rtpengine_port_max,
             log_path=settings.data_dir / "rtpengine.log",
             pid_path=settings.data_dir / "rtpengine.pid",
+            extra_args=[f"--dtmf-log-dest={dtmf.address}"],
         )
         await managed.start()
         group.create_task(managed.supervise(), name="rtpengine supervisor")
         address = managed.address
+    dtmf.allowed_hosts = frozenset({address[0]})
     client = RtpengineClient(address)
     await client.open()
     try:
@@ -87,6 +128,7 @@ async def running_call_path(
             webhooks=webhooks,
             media_counts=packet_counts,
         )
+        dtmf.on_report = engine.dtmf_reported
         engine.rtpengine_process = managed
         if managed is not None:
             managed.on_exit = engine.media_lost
