@@ -73,6 +73,9 @@ class Kamailio:
     fr_timer_ms: int = 1000
     fr_inv_timer_ms: int = 10_000
     children: int = 2
+    # Shared memory in MB (-m): Debian's unit gives 64 (SHM_MEMORY); transactions live in
+    # it, so a high call rate needs more.
+    shm_mb: int = 64
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -105,9 +108,9 @@ class Kamailio:
         argv = ["kamailio", "-DD", "-E", "-f", str(KAMAILIO_CFG)]
         for name, value in defines.items():
             argv += ["-A", f"{name}={value}"]
-        # Runtime files in the work directory, not /run/kamailio; memory as Debian's unit.
+        # Runtime files in the work directory, not /run/kamailio; private memory as Debian's unit.
         argv += ["-Y", str(self.workdir), "-P", str(self.workdir / "kamailio.pid")]
-        return [*argv, "-m", "64", "-M", "8"]
+        return [*argv, "-m", str(self.shm_mb), "-M", "8"]
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
