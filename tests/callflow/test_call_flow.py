@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from callmask.routing.decisions import DialNumbers, RoutingFailed
+from callmask.media.tts import TextToSpeech
+from callmask.routing.decisions import DialNumbers, PinGate, RoutingFailed
 from callmask.store.database import Database
 from callmask.store.models import CallRecord
 from tests.conftest import create_tenant, make_settings
@@ -57,6 +58,7 @@ class Rig:
         self.routing = ScriptedRouting(lambda: DIAL)
         self.far_end = FarEnd(self.network)
         self.caller = Caller(self.network)
+        self.plays: list[str] = []
 
     async def records(self) -> list[CallRecord]:
         async with self.database.session() as session:
@@ -251,3 +253,75 @@ async def test_a_transfer_moves_the_caller_to_the_new_number(rig: Rig) -> None:
     (record,) = await rig.records()
     assert record.status == "answered" and record.callee == new_number
     assert record.command == "transfer"
+
+
+PIN_GATE = PinGate(pin="4321", then=DIAL, attempts=2, wait_s=5.0)
+
+
+async def pin_call(rig: Rig, entries: list[str], *, talk_s: float = 10) -> CallRecord:
+    """The caller is answered by the PIN prompt (2 s long in the rig) and types
+    ``entries`` one prompt after the other; a caller put through talks ``talk_s``."""
+    rig.routing.answer = lambda: PIN_GATE
+    # Rendered ahead: under the fake clock, espeak-ng's real seconds would time out.
+    # The fake media relay never reads them.
+    speech = TextToSpeech(rig.settings.data_dir / "tts")
+    for text in (PIN_GATE.prompt, PIN_GATE.incorrect):
+        speech.path_for(text).parent.mkdir(parents=True, exist_ok=True)
+        speech.path_for(text).write_bytes(b"RIFF")
+    async with running_engine(
+        rig.settings, rig.database, rig.network, ScriptedTable(rig.routing)
+    ) as (engine, media):
+        rig.caller.call(DID, CALLER)
+        assert await rig.caller.final() == 200
+        for entry in entries:
+            await asyncio.sleep(1)  # during the prompt: barge-in is allowed
+            rig.caller.press(entry)
+            await asyncio.sleep(6)  # the rest of the wait, and the "incorrect" prompt
+        if rig.far_end.invites:
+            await asyncio.sleep(talk_s)
+            rig.caller.hang_up()
+        await engine.calls_done()
+        rig.plays = [file for command, file in media.commands if command == "play media"]
+    (record,) = await rig.records()
+    return record
+
+
+async def test_a_caller_with_the_right_pin_is_put_through_masked(rig: Rig) -> None:
+    record = await pin_call(rig, ["4321#"])
+    assert record.status == "answered" and record.hangup_by == "caller"
+    (invite,) = rig.far_end.invites
+    assert f"sip:{CALLER_ID}@" in (invite.headers.get("From") or "")
+    details = json.loads(record.details or "{}")
+    assert details["pin"]["attempts"] == 1 and details["pin"]["result"] == "correct"
+    assert details["dtmf"] == {"caller_info": 5}
+    # The far end is dialled only once the PIN is in (1 s into the prompt) and answers
+    # at once; the call's answer time is the far end's, not the PIN prompt's.
+    assert 0.9 <= (record.answered_at - record.invited_at).total_seconds() <= 2
+
+
+async def test_a_wrong_pin_then_the_right_one_is_put_through_on_the_second_attempt(
+    rig: Rig,
+) -> None:
+    record = await pin_call(rig, ["1111", "4321"])
+    assert record.status == "answered"
+    assert json.loads(record.details or "{}")["pin"]["attempts"] == 2
+    assert len(rig.plays) == 3  # prompt, incorrect, prompt
+
+
+async def test_wrong_pins_on_every_attempt_end_the_call_as_failed_and_nobody_is_dialled(
+    rig: Rig,
+) -> None:
+    record = await pin_call(rig, ["1111#", "2222#"])
+    assert record.status == "failed" and record.hangup_by == "system"
+    assert record.hangup_cause == "incorrect PIN after 2 attempts"
+    assert not rig.far_end.invites
+    assert rig.network.requests("BYE", ("127.0.0.3", 5060)), "the caller got BYE"
+    assert json.loads(record.details or "{}")["pin"]["result"] == "incorrect"
+
+
+async def test_a_caller_who_enters_nothing_hears_the_prompt_again_then_is_hung_up(
+    rig: Rig,
+) -> None:
+    record = await pin_call(rig, [])
+    assert record.status == "failed" and not rig.far_end.invites
+    assert len(rig.plays) == 4  # prompt, incorrect, prompt, incorrect

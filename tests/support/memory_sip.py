@@ -310,6 +310,16 @@ class Caller(Peer):
     def hang_up(self) -> None:
         self.endpoint.send_request(self._in_dialog("BYE"), NODE, False)
 
+    def press(self, digits: str) -> None:
+        """Each digit as a SIP INFO (application/dtmf-relay), as gateways send them."""
+        for digit in digits:
+            request = self._in_dialog("INFO")
+            request.headers.set("Content-Type", "application/dtmf-relay")
+            body = f"Signal={digit}\r\nDuration=160\r\n".encode()
+            self.endpoint.send_request(
+                Request("INFO", request.uri, request.headers, body), NODE, False
+            )
+
     async def final(self, timeout_s: float = 300) -> int:
         async with asyncio.timeout(timeout_s):
             while not self.responses or self.responses[-1] < 200:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from callmask.calls.base import (
@@ -36,6 +37,7 @@ from callmask.media.dtmf import digit_of_info
 from callmask.routing.decisions import (
     Decision,
     DialNumbers,
+    PinGate,
     PlayAudio,
     PlayPrompt,
     RoutingFailed,
@@ -87,6 +89,10 @@ class InboundCall(CallBase):
     def _refuse(
         self, code: int, status: CallStatus, cause: str, reason: str | None = None
     ) -> CallEnded:
+        if self.a.final_sent:
+            # callmask answered the caller itself (a PIN prompt): hang up instead.
+            self._bye_a()
+            return self.end(status, cause, code=code, by="system")
         self.a.respond(code, reason)
         return self.end(status, cause, code=code, by="system")
 
@@ -199,6 +205,9 @@ class InboundCall(CallBase):
                 await self._announce(decision)
             case PlayPrompt():
                 await self._prompt_and_refuse(decision)
+            case PinGate():
+                await self._ask_pin(decision)
+                await self._dial(decision.then, callback_s)
 
     async def _admit(self) -> CallRouting:
         # Not raced against the caller's CANCEL as the slower steps are: the lookup is a
@@ -311,6 +320,18 @@ class InboundCall(CallBase):
                         return outcome
                 case TransactionTimedOut(key=key) if key == b.key:
                     return False, (408 if b.provisional_seen else None)
+                case RequestReceived(key=key, request=request) if (
+                    self.a.final_sent and request.call_id == self.a.call_id
+                ):
+                    # Answered by callmask (a PIN prompt) while B rings: the caller may
+                    # press keys (the # after the PIN) or hang up.
+                    if request.method == "BYE":
+                        self.a.answer_request(key, request, 200)
+                        b.cancel()
+                        raise self.end(
+                            CallStatus.NO_ANSWER, "caller hung up", code=200, by="caller"
+                        )
+                    self._digit_while_prompting(event)
                 case RequestReceived(key=key, request=request):
                     self._answer_stray(key, request)
                 case _:
@@ -332,6 +353,8 @@ class InboundCall(CallBase):
             self.enter(Phase.RINGING)
             if self.summary.times.ringing is None:
                 self.summary.times.ringing = self.loop_time
+            if self.a.final_sent:
+                return None  # answered by callmask (a PIN prompt): nothing to relay
             if status == 183 and response.body:
                 sdp = await self._media(
                     self.ports.media.answer(
@@ -352,7 +375,8 @@ class InboundCall(CallBase):
                     self.id, self.a.media_tag, response.to_tag or "", b.last_answer_sdp
                 )
             )
-            self.a.respond(200, "OK", sdp=sdp.encode())
+            if not self.a.final_sent:
+                self.a.respond(200, "OK", sdp=sdp.encode())
             self.enter(Phase.BRIDGED)
             self.summary.times.answered = self.loop_time
             self.summary.status = CallStatus.ANSWERED
@@ -672,6 +696,105 @@ class InboundCall(CallBase):
                 break
             self._before_answer(event)
         raise self._refuse(decision.code, CallStatus.FAILED, decision.cause, decision.reason)
+
+    # -- PIN ------------------------------------------------------------------------
+
+    async def _ask_pin(self, gate: PinGate) -> None:
+        """Answer the caller, prompt for the PIN and collect digits until it is right;
+        return to dial, or end the call as failed after the last wrong attempt."""
+        self.summary.command = "pin"
+        outcome: dict[str, object] = {"attempts": 0}
+        self.summary.details["pin"] = outcome
+        prompt = await self._while_ringing(self.ports.prompts.render(gate.prompt))
+        incorrect = await self._while_ringing(self.ports.prompts.render(gate.incorrect))
+        await self._media(self._anchor_caller())
+        sdp = await self._media(
+            self.ports.media.answer(self.id, self.a.media_tag, ANNOUNCEMENT_TAG, ANNOUNCEMENT_SDP)
+        )
+        self.a.respond(200, "OK", sdp=sdp.encode())
+        answered_at = time.perf_counter()
+        self.enter(Phase.PLAYING)
+        self.ports.book.opened(self)
+        for attempt in range(1, gate.attempts + 1):
+            outcome["attempts"] = attempt
+            prompt_ms = await self._play_to_caller(prompt)
+            if attempt == 1:
+                outcome["prompt_start_ms"] = round((time.perf_counter() - answered_at) * 1000, 1)
+            entered = await self._collect_digits(
+                len(gate.pin), self.loop_time + prompt_ms / 1000 + gate.wait_s
+            )
+            if entered == gate.pin:
+                outcome["result"] = "correct"
+                return
+            await self._wait_in_prompt(await self._play_to_caller(incorrect) / 1000)
+        outcome["result"] = "incorrect"
+        self._bye_a()
+        raise self.end(
+            CallStatus.FAILED,
+            f"incorrect PIN after {gate.attempts} attempts",
+            code=200,
+            by="system",
+        )
+
+    async def _play_to_caller(self, audio: Path) -> int:
+        try:
+            return await self.ports.media.play_media(self.id, self.a.media_tag, str(audio))
+        except Exception as exc:
+            self._bye_a()
+            raise self.end(
+                CallStatus.FAILED, f"playback failed: {exc}", code=200, by="system"
+            ) from exc
+
+    async def _collect_digits(self, length: int, deadline: float) -> str:
+        """The caller's digits until ``#``, ``length`` of them, or ``deadline``."""
+        digits = ""
+        while len(digits) < length:
+            event = await self.next_event(deadline - self.loop_time)
+            if event is None:
+                break
+            digit = self._digit_while_prompting(event)
+            if digit == "#":
+                break
+            if digit is not None:
+                digits += digit
+        return digits
+
+    async def _wait_in_prompt(self, seconds: float) -> None:
+        """Let a prompt play out; digits pressed meanwhile are dropped."""
+        ends_at = self.loop_time + seconds
+        while (event := await self.next_event(ends_at - self.loop_time)) is not None:
+            self._digit_while_prompting(event)
+
+    def _digit_while_prompting(self, event: CallEvent) -> str | None:
+        """What the caller's leg can do while callmask itself answered it."""
+        match event:
+            case DigitReceived(digit=digit, side="caller"):
+                self.digit_received(event)
+                return digit
+            case RequestReceived(key=key, request=request) if request.method == "BYE":
+                self.a.answer_request(key, request, 200)
+                raise self.end(
+                    CallStatus.FAILED, "caller hung up at the PIN prompt", code=200, by="caller"
+                )
+            case RequestReceived(key=key, request=request) if request.method == "INFO":
+                pressed = digit_of_info(request.headers.get("Content-Type"), request.body)
+                self.a.answer_request(key, request, 200)
+                if pressed is not None:
+                    self.digit_received(DigitReceived(pressed, "caller", "info"))
+                return pressed
+            case RequestReceived(key=key, request=request):
+                self.a.answer_request(key, request, 488 if request.body else 200)
+            case HangupRequested(reason=reason):
+                self._bye_a()
+                raise self.end(CallStatus.FAILED, reason, code=200, by="system")
+            case AckReceived():
+                self.a_acked = True
+            case AckTimedOut():
+                self._bye_a()
+                raise self.end(CallStatus.FAILED, "no ACK from the caller", code=200, by="system")
+            case _:
+                pass
+        return None
 
     # -- the end -------------------------------------------------------------------
 

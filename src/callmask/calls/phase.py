@@ -10,8 +10,10 @@ it, with the new party or, if it does not answer, the old one::
 
     ADMITTED -> ROUTING -> DIALLING <-> RINGING -> BRIDGED <-> TRANSFERRING
         |          |           ^          |           |
-        |          +-> PLAYING |          +-----------+--> ENDING -> ENDED
+        |          +-> PLAYING-+          +-----------+--> ENDING -> ENDED
         +----------------------+  (every phase but ENDED may move to ENDING)
+
+(PLAYING -> DIALLING: after a PIN prompt, once the caller entered the right PIN.)
 
 ``CallBase.enter`` refuses any other move, so a flow that skips a step fails loudly
 (the call ends as an internal error) rather than going on in a state nobody wrote down.
@@ -46,7 +48,8 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     # BRIDGED -> PLAYING: an announcement call plays once the customer answered.
     Phase.BRIDGED: frozenset({Phase.TRANSFERRING, Phase.PLAYING}) | _TO_ENDING,
     Phase.TRANSFERRING: frozenset({Phase.BRIDGED}) | _TO_ENDING,
-    Phase.PLAYING: _TO_ENDING,
+    # PLAYING -> DIALLING: a caller who entered the right PIN is put through.
+    Phase.PLAYING: frozenset({Phase.DIALLING}) | _TO_ENDING,
     Phase.ENDING: frozenset({Phase.ENDED}),
     Phase.ENDED: frozenset(),
 }

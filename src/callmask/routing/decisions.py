@@ -26,6 +26,25 @@ class PlayAudio:
     file_id: str
 
 
+PIN_PROMPT = "Please enter your PIN, followed by the hash key."
+INCORRECT_PIN = "That PIN is not correct."
+
+
+@dataclass(frozen=True, slots=True)
+class PinGate:
+    """Answer, ask the caller for ``pin`` (spoken ``prompt``), and only on the right
+    digits go on as ``then``. ``attempts`` prompts in all, each waiting ``wait_s`` after
+    the prompt for the digits (ended by ``#`` or by the PIN's length); after a wrong
+    one the caller hears ``incorrect``; after the last, the call ends as failed."""
+
+    pin: str
+    then: DialNumbers
+    prompt: str = PIN_PROMPT
+    incorrect: str = INCORRECT_PIN
+    attempts: int = 2
+    wait_s: float = 5.0
+
+
 class RoutingFailed(Exception):
     """The customer's routing endpoint did not give a usable answer (unreachable, slow,
     non-2xx, bad JSON, unknown command, invalid number). The reason is for CDRs and logs."""
@@ -57,4 +76,4 @@ class RoutingRefused(RoutingFailed):
         self.reason = reason
 
 
-Decision = DialNumbers | PlayAudio | PlayPrompt
+Decision = DialNumbers | PlayAudio | PlayPrompt | PinGate
