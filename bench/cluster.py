@@ -169,25 +169,40 @@ async def seed(url: str, callback_port: int) -> None:
         await database.close()
 
 
-async def count_records(url: str, expected: int) -> int:
-    """CDRs in the store once the nodes' last writes are in (bounded: the call ledger
-    commits in groups, so the last ones land a moment after the calls end)."""
+@dataclass
+class Outcome:
+    """What the store holds once every node has stopped."""
+
+    records: int
+    closed_at_stop: int  # calls still up when their node stopped (their caller gone)
+    reports_delivered: int
+    reports: int
+
+
+async def outcome(url: str) -> Outcome:
     from sqlalchemy import func, select
 
     from callmask.store.database import Database
-    from callmask.store.models import CallRecord
+    from callmask.store.models import CallRecord, WebhookEvent
 
     database = Database(url)
-    count = -1
     try:
-        for _ in range(20):
-            async with database.session() as session:
-                now = await session.scalar(select(func.count()).select_from(CallRecord)) or 0
-            if now >= expected or now == count:
-                return now
-            count = now
-            await asyncio.sleep(0.5)
-        return count
+        async with database.session() as session:
+            count = select(func.count())
+            return Outcome(
+                records=await session.scalar(count.select_from(CallRecord)) or 0,
+                closed_at_stop=await session.scalar(
+                    count.select_from(CallRecord).where(
+                        CallRecord.hangup_cause.like("%shutting down%")
+                    )
+                )
+                or 0,
+                reports_delivered=await session.scalar(
+                    count.select_from(WebhookEvent).where(WebhookEvent.status == "delivered")
+                )
+                or 0,
+                reports=await session.scalar(count.select_from(WebhookEvent)) or 0,
+            )
     finally:
         await database.close()
 
@@ -441,14 +456,19 @@ async def run(args: argparse.Namespace, database_url: str, workdir: Path) -> Non
             two_steps = await ramp("kamailio, 2 nodes", target, [one, two], args, workdir)
             await settle([one, two])
             started = sum(await started_calls([one, two])) + alone_started
-            records = await count_records(database_url, started)
     finally:
         await cluster.stop()
         server.close()
         await server.wait_closed()
 
     report(args, delays["direct"], delays["through"], one_steps, two_steps)
-    print(f"CDRs in PostgreSQL: {records} for {started} calls the nodes started")
+    store = await outcome(database_url)
+    print(
+        f"CDRs in PostgreSQL: {store.records} for {started} calls the nodes started"
+        f" ({store.closed_at_stop} of them closed when the nodes stopped: calls still up"
+        f" because their caller gave up); status reports delivered: {store.reports_delivered}"
+        f" of {store.reports}"
+    )
 
 
 def report(
@@ -514,16 +534,16 @@ async def main() -> None:
     if missing:
         print(f"cluster bench SKIPPED: {missing}")
         return
+    unusable = await postgres_unusable(args.server_url)
+    if unusable:
+        print(f"cluster bench SKIPPED: PostgreSQL at {args.server_url} not usable: {unusable}")
+        return
     print(
         f"{kamailio_version()}, -m {args.kamailio_shm_mb} MB, {KAMAILIO_CHILDREN} children;"
         " callmask nodes on 127.0.0.2 and 127.0.0.3; PostgreSQL"
         f" {make_url(args.server_url).host}; 1 s calls, media anchored, CDR and report each",
         flush=True,
     )
-    unusable = await postgres_unusable(args.server_url)
-    if unusable:
-        print(f"cluster bench SKIPPED: PostgreSQL at {args.server_url} not usable: {unusable}")
-        return
     if args.keep_logs:
         workdir = Path(tempfile.mkdtemp(prefix="callmask-cluster-bench-"))
         async with scratch_database(args.server_url, keep=True) as url:

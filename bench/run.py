@@ -57,6 +57,11 @@ STEPS = (
         ("bench/sessions.py", "--pool", "1000", "--sessions", "100000", "--runs", "1000"),
         600,
     ),
+    Step(
+        "cluster",
+        ("bench/cluster.py", "--start", "100", "--step", "100", "--max", "1000"),
+        600,
+    ),
 )
 
 
@@ -142,7 +147,36 @@ def figures(step: Step, output: str) -> list[tuple[str, str]]:
             rate = find(r"highest sustained rate: (\d+)", output)
             out.append(("session-routed CPS (>= 99.9 % success)", rate[0][0] if rate else "n/a"))
             return out
+        case "cluster":
+            return cluster_figures(output)
     return []
+
+
+def cluster_figures(output: str) -> list[tuple[str, str]]:
+    skipped = find(r"^cluster bench SKIPPED: (.*)$", output)
+    if skipped:
+        return [("cluster (Kamailio + nodes on PostgreSQL)", f"skipped: {skipped[0][0]}")]
+    out = [
+        (f"CPS through Kamailio, {nodes} (>= 99.9 % success, PostgreSQL)", value)
+        for nodes, value in find(
+            r"^sustained CPS through Kamailio, (one node|two nodes) \(.*\): (.*)$", output
+        )
+    ]
+    out += [
+        (f"post-dial delay at the carrier p50 / p99, {path}", f"{p50} / {p99} ms")
+        for path, p50, p99 in find(
+            r"^post-dial delay at the carrier .*, (directly to a node|through Kamailio): "
+            r"p50 ([\d.]+) ms, p99 ([\d.]+) ms",
+            output,
+        )
+    ]
+    added = find(r"^Kamailio's added delay .*: p50 (-?[\d.]+) ms, p99 (-?[\d.]+) ms", output)
+    if added:
+        out.append(("Kamailio's added delay p50 / p99", f"{added[0][0]} / {added[0][1]} ms"))
+    machine = find(r"^machine: (.*)$", output)
+    if machine:
+        out.append(("cluster figures: what this machine limits", machine[0][0]))
+    return out or [("cluster (Kamailio + nodes on PostgreSQL)", "n/a")]
 
 
 def records_p99(output: str) -> str:
