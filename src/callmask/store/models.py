@@ -589,6 +589,14 @@ Index(
     ProxyParticipant.identifier,
     ProxyParticipant.created_at,
 )
+# The allocator's "numbers this identifier holds now", answered from the index alone.
+Index(
+    "ix_proxy_participants_held",
+    ProxyParticipant.service_sid,
+    ProxyParticipant.identifier,
+    ProxyParticipant.active,
+    ProxyParticipant.pool_number_sid,
+)
 
 
 class ProxyInteraction(Base):
