@@ -12,10 +12,10 @@ UAS), which rings and answers. Every call: routing callback on loopback, media a
 Kamailio runs with the shipped configuration's timers and probe interval; only its
 shared memory is raised (see KAMAILIO_SHM_MB).
 
-1. Delay: ``--step-seconds`` worth of calls at ``--delay-rate`` calls/s on each of two
-   paths, in alternating rounds: directly to a node whose trunk is the far end (no
-   Kamailio on either leg; node 3 on 127.0.0.4, stopped afterwards), and through
-   Kamailio to node 1 (both legs through it, as in production). The post-dial delay is
+1. Delay: ``--delay-seconds`` worth of calls at ``--delay-rate`` calls/s on each of two
+   paths, in ``--delay-rounds`` alternating rounds: directly to a node whose trunk is
+   the far end (no Kamailio on either leg; node 3 on 127.0.0.4, stopped afterwards),
+   and through Kamailio to node 1 (both legs through it, as in production). The post-dial delay is
    INVITE -> first 180/200 at the caller, from SIPp's message trace (microseconds; its
    response-time statistics count in 4 ms ticks). The difference is what Kamailio adds.
 2. CPS ramp through Kamailio to node 1 alone, then to nodes 1 and 2: ``--start``,
@@ -290,7 +290,7 @@ async def measure_delays(
     """The post-dial delay of each path (name: where the caller sends), in alternating
     rounds so that whatever else the machine does weighs on every path alike."""
     rate, hold_ms = args.delay_rate, args.hold_ms
-    per_round = max(1, rate * args.step_seconds // args.delay_rounds)
+    per_round = max(1, rate * args.delay_seconds // args.delay_rounds)
     delays = {name: Delays([], 0, 0) for name in paths}
     # A second of calls on each path first, not counted: the first calls pay for caches.
     for target in paths.values():
@@ -513,11 +513,13 @@ async def main() -> None:
     parser.add_argument("--step-seconds", type=int, default=10)
     parser.add_argument("--hold-ms", type=int, default=1000)
     parser.add_argument("--delay-rate", type=int, default=50, help="calls/s of the delay runs")
+    parser.add_argument("--delay-seconds", type=int, default=20, help="of calls, each path")
     parser.add_argument(
         "--delay-rounds",
         type=int,
-        default=4,
-        help="alternating rounds per path, together --step-seconds of calls each path",
+        default=10,
+        help="alternating rounds the delay calls are split into (load from elsewhere on"
+        " the machine then weighs on both paths alike)",
     )
     parser.add_argument("--server-url", default=POSTGRES, help="PostgreSQL to make a database on")
     parser.add_argument(

@@ -60,7 +60,7 @@ STEPS = (
     Step(
         "cluster",
         ("bench/cluster.py", "--start", "100", "--step", "100", "--max", "1000"),
-        600,
+        720,
     ),
 )
 
