@@ -17,6 +17,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+NODE_SLOTS = 16
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CALLMASK_", env_file=".env", extra="ignore")
@@ -61,6 +63,10 @@ class Settings(BaseSettings):
     # Names this node's calls in the store, so a restarted node closes only the calls it
     # left open itself. Several nodes sharing one PostgreSQL need distinct ids.
     node_id: str | None = None
+    # Call ids (Tata's "seconds.microseconds" shape) are minted in this node's own
+    # slot of every 16 microseconds, so nodes sharing a store never mint the same id.
+    # Distinct per node, 0 to 15.
+    node_index: int = Field(default=0, ge=0, le=NODE_SLOTS - 1)
 
     # Uploads: the Infobip document caps audio files at 4 MB. The request body cap
     # leaves room for base64 (4/3) and the JSON around it.

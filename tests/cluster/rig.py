@@ -215,6 +215,9 @@ class Node:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMASK_")}
         return env | {
             "CALLMASK_NODE_ID": self.node_id,
+            # Distinct per node, as README's "Running several nodes" asks: its own
+            # loopback address's last byte.
+            "CALLMASK_NODE_INDEX": str(int(self.sip_host.rsplit(".", 1)[1]) % 16),
             "CALLMASK_DATA_DIR": str(self.home / "var"),
             "CALLMASK_DATABASE_URL": self.database_url,
             "CALLMASK_API_HOST": "127.0.0.1",

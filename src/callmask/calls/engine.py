@@ -329,7 +329,7 @@ class CallEngine:
         now = asyncio.get_running_loop().time()
         summary = CallSummary(
             record_id=uuid.uuid4().hex,
-            public_call_id=new_public_call_id(),
+            public_call_id=new_public_call_id(self.settings.node_index),
             direction="inbound",
             service="number_masking",
             caller=caller_of(request),
@@ -514,7 +514,7 @@ class CallEngine:
     ) -> CallSummary:
         return CallSummary(
             record_id=uuid.uuid4().hex,
-            public_call_id=new_public_call_id(),
+            public_call_id=new_public_call_id(self.settings.node_index),
             direction="outbound",
             service=service,
             caller=caller,

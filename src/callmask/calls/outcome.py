@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmask.config import NODE_SLOTS
 from callmask.store.models import CallRecord
 
 
@@ -43,16 +44,19 @@ def status_for_code(code: int | None) -> CallStatus:
     return CallStatus.FAILED
 
 
-def new_public_call_id() -> str:
-    """A customer-facing call id in the Tata shape (``1627373566.350603``), made unique
-    within the process by never repeating the previous value."""
-    global _last_public_id
-    now_us = max(time.time_ns() // 1000, _last_public_id + 1)
-    _last_public_id = now_us
+def new_public_call_id(node_index: int = 0) -> str:
+    """A customer-facing call id in the Tata shape (``1627373566.350603``), unique across
+    nodes: each node mints only microseconds that are ``node_index`` modulo
+    ``NODE_SLOTS`` (so at most 62,500 ids a second, far above a node's call rate), and
+    never repeats the previous value within the process."""
+    global _last_slot
+    slot = max(time.time_ns() // 1000 // NODE_SLOTS, _last_slot + 1)
+    _last_slot = slot
+    now_us = slot * NODE_SLOTS + node_index
     return f"{now_us // 1_000_000}.{now_us % 1_000_000:06d}"
 
 
-_last_public_id = 0
+_last_slot = 0
 
 
 def utc_from_monotonic(
