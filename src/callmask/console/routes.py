@@ -1,6 +1,7 @@
 """The console's pages under ``/console``: login, dashboard, live calls (with hang up),
-call records and a call's detail, numbers and their actions, webhook deliveries (with
-attempts and retry).
+call records and a call's detail, numbers and their actions, session pools (numbers in
+use and free over time, exhaustion events), webhook deliveries (with attempts and
+retry).
 
 Every page reads through the same repositories, filters and tenancy as the REST APIs:
 records go through the Tata records endpoint's own function (so the filters and their
@@ -23,7 +24,7 @@ from sqlalchemy import select
 from callmask.api.deps import ServicesDep, SessionDep
 from callmask.api.tata import records as tata_records
 from callmask.api.webhooks import AttemptOut, DeliveryOut
-from callmask.console import assets, live, stats
+from callmask.console import assets, live, pools, stats
 from callmask.console.session import (
     LOGIN_FORM_LIFETIME_S,
     SESSION_LIFETIME_S,
@@ -378,6 +379,49 @@ async def numbers_page(request: Request, viewer: ViewerDep, session: SessionDep)
         )
         table.append((number, owners.get(number.account_id or "", ""), number_actions))
     return page(request, "numbers.html", viewer, table=table, capped=len(rows) >= NUMBERS_PAGE)
+
+
+# -- session pools ----------------------------------------------------------------------------
+
+
+@router.get("/pools")
+async def pools_page(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+    services = await pools.services_of(session, viewer.account_id)
+    summaries = [await pools.summary_of(session, service) for service in services]
+    return page(request, "pools.html", viewer, summaries=summaries)
+
+
+@router.get("/pools/{service_sid}")
+async def pool_detail(
+    request: Request, service_sid: str, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    service = await pools.service_of(session, viewer.account_id, service_sid)
+    if service is None:
+        raise NotFound(f"pool {service_sid} not found")
+    return page(
+        request,
+        "pool.html",
+        viewer,
+        summary=await pools.summary_of(session, service),
+        exhaustions=await pools.recent_exhaustions(session, service),
+        missing_assets=assets.missing_vendor_files(),
+    )
+
+
+@router.get("/pools/{service_sid}/data")
+async def pool_data(service_sid: str, viewer: ViewerDep, session: SessionDep) -> Response:
+    service = await pools.service_of(session, viewer.account_id, service_sid)
+    if service is None:
+        raise NotFound(f"pool {service_sid} not found")
+    history = await pools.history_of(session, service)
+    return JSONResponse(
+        {
+            "times": history.times,
+            "in_use": history.in_use,
+            "free": history.free,
+            "capped": history.capped,
+        }
+    )
 
 
 # -- webhook deliveries ---------------------------------------------------------------------

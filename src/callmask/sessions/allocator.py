@@ -175,6 +175,7 @@ async def allocate(
             )
             if participant is not None:
                 return participant
+    exhausted = errors.Exhaustion(service.account_id, service.sid, identifier)
     unreserved = await session.scalar(
         select(func.count())
         .select_from(PoolNumber)
@@ -182,11 +183,15 @@ async def allocate(
     )
     if not unreserved:
         raise errors.ProxyError(
-            errors.NO_UNRESERVED_NUMBER, 400, "No unreserved numbers in this Service's pool"
+            errors.NO_UNRESERVED_NUMBER,
+            400,
+            "No unreserved numbers in this Service's pool",
+            exhaustion=exhausted,
         )
     raise errors.ProxyError(
         errors.ALL_NUMBERS_IN_USE,
         400,
         f"All numbers of this Service's pool are already in use by {identifier} in other "
         "open sessions",
+        exhaustion=exhausted,
     )

@@ -6,6 +6,8 @@ SDK reports for an error body without a code."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from callmask.errors import CallmaskError
 
 INVALID_PARAMETER = 20001  # HTTP 400
@@ -17,12 +19,24 @@ PAIR_CONFLICT = 80604  # the identifier already holds that proxy number in an op
 DUPLICATE_PARTICIPANT = 80623  # HTTP 409
 
 
+@dataclass(frozen=True, slots=True)
+class Exhaustion:
+    """Who found the pool empty: recorded after the failed request rolled back."""
+
+    account_id: str
+    service_sid: str
+    identifier: str
+
+
 class ProxyError(CallmaskError):
-    def __init__(self, code: int, status: int, message: str) -> None:
+    def __init__(
+        self, code: int, status: int, message: str, *, exhaustion: Exhaustion | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.message = message
+        self.exhaustion = exhaustion
 
 
 def invalid(message: str) -> ProxyError:

@@ -599,6 +599,23 @@ Index(
 )
 
 
+class ProxyPoolExhaustion(Base):
+    """A session or participant create that found no number in the pool (80207, 80208):
+    what the console shows an operator running out of numbers."""
+
+    __tablename__ = "proxy_pool_exhaustions"
+    __table_args__ = (
+        Index("ix_proxy_pool_exhaustions_service_created", "service_sid", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    service_sid: Mapped[str] = mapped_column(ForeignKey("proxy_services.sid", ondelete="CASCADE"))
+    identifier: Mapped[str] = mapped_column(String(191))
+    code: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime]
+
+
 class ProxyInteraction(Base):
     """One call within a session (``KI…``); the resource sids are call ids."""
 

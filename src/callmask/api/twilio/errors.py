@@ -41,6 +41,7 @@ from callmask.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from callmask.sessions.exhaustion import record_exhaustion
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class TwilioRoute(APIRoute):
                 session = getattr(request.state, STATE_SESSION, None)
                 if isinstance(session, AsyncSession) and session.in_transaction():
                     await session.rollback()
+                await record_exhaustion(request.app.state.services.database, exc)
                 return problem.response()
 
         return twilio_handler

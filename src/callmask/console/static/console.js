@@ -1,6 +1,7 @@
 // The callmask console's own script (served from /console/static; the CSP allows no
 // inline script). It draws the dashboard's charts with uPlot from
-// /console/dashboard/data and redraws them every 15 seconds. Everything else on the
+// /console/dashboard/data, and a pool's from /console/pools/<sid>/data, and redraws
+// them every 15 seconds. Everything else on the
 // pages is plain HTML forms and htmx attributes.
 "use strict";
 
@@ -46,7 +47,29 @@
     document.body.dataset.chartsDrawn = "1";
   }
 
+  async function drawPool(poolElement) {
+    const response = await fetch(poolElement.dataset.source, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) {
+      poolElement.textContent = "chart data unavailable (" + response.status + ")";
+      return;
+    }
+    const body = await response.json();
+    draw(poolElement, "pool numbers", [body.times, body.in_use, body.free], [
+      { label: "in use", stroke: "#c53030", width: 2, fill: "rgba(197,48,48,0.08)" },
+      { label: "free", stroke: "#1e8a4c", width: 2 },
+    ]);
+    document.body.dataset.chartsDrawn = "1";
+  }
+
   function start() {
+    const poolElement = document.getElementById("chart-pool");
+    if (poolElement && window.uPlot) {
+      drawPool(poolElement);
+      window.setInterval(function () { drawPool(poolElement); }, REFRESH_MS);
+    }
     const callsElement = document.getElementById("chart-calls");
     if (!callsElement || !window.uPlot) {
       return;
