@@ -536,6 +536,10 @@ class ProxySession(Base):
     closed_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    # Plivo masking sessions (api/plivo): the per-call limit the call path enforces, and
+    # the session's other Plivo-only fields as one JSON object (NULL for Twilio sessions).
+    call_time_limit_s: Mapped[int | None] = mapped_column(Integer)
+    plivo_options: Mapped[str | None] = mapped_column(Text)
 
 
 Index("ix_proxy_sessions_service_created", ProxySession.service_sid, ProxySession.created_at)
