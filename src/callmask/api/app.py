@@ -16,6 +16,7 @@ from callmask.api.errors import install_error_handlers
 from callmask.api.idempotency import IdempotencyKeys
 from callmask.api.infobip import actions, files, numbers
 from callmask.api.limits import BodySizeLimit
+from callmask.api.plivo import router as plivo_router
 from callmask.api.request_target import NulFreeTarget
 from callmask.api.tata.routes import routers as tata_routers
 from callmask.api.twilio import router as twilio_router
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, lifespan: Lifespan | None = None) -> FastA
         console_router,
         *tata_routers,
         twilio_router,
+        plivo_router,
     ):
         app.include_router(router)
     return app
