@@ -1,0 +1,115 @@
+"""A call within a Plivo masking session, end to end: the official plivo SDK creates
+the session against a running callmask node (SIP, managed rtpengine, call engine: the
+rig of ``tests/calls``), SIPp is the carrier on both sides. The first party dials the
+virtual number and reaches the second party, who sees only the virtual number."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from plivo.rest.client import Client
+
+from callmask.store.repositories import Actions
+from tests.calls import conftest as calls_rig
+from tests.calls.conftest import B_NUMBER, CALLER, DID, Node
+from tests.calls.test_masking_calls import call
+from tests.plivo.conftest import auth_id, stored
+from tests.plivo.test_sdk import point_the_sdk_at
+from tests.support.receiver import free_port, serve_app
+from tests.support.sipp import SippUas
+from tests.twilio.conftest import twilio_auth
+
+pytestmark = pytest.mark.interop
+
+T = TypeVar("T")
+
+
+def without_lifespan(app: Any) -> Any:
+    """The node's app, served a second time by uvicorn for the SDK: its lifespan (the
+    call path) already runs under the rig, so uvicorn's startup and shutdown are
+    acknowledged here and do nothing."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await app(scope, receive, send)
+
+    return asgi
+
+
+# The node of tests/calls: one account owning the DID, its call path, SIPp's trunk port.
+node = calls_rig.node
+
+
+@pytest.fixture
+async def served(node: Node, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    for name in ("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    port = free_port()
+    async with serve_app(without_lifespan(node.app), port):
+        base_url = f"http://127.0.0.1:{port}"
+        point_the_sdk_at(base_url, monkeypatch)
+        yield base_url
+
+
+async def sdk(work: Callable[[], T]) -> T:
+    return await asyncio.to_thread(work)
+
+
+async def plivo_pool_of_the_did(node: Node, base_url: str) -> None:
+    """The DID leaves its action and becomes the one number of the ``plivo`` pool,
+    through the Twilio API as the README says."""
+    account = node.tenant.account_id
+    async with node.database.session() as session:
+        actions = Actions(session)
+        for action in await actions.for_number(account, node.number_key):
+            await actions.delete(account, node.number_key, action.action_key)
+    auth = twilio_auth(node.tenant)
+    async with httpx.AsyncClient(base_url=base_url, auth=auth, timeout=10) as http:
+        service = await http.post("/twilio/v1/Services", data={"UniqueName": "plivo"})
+        assert service.status_code == 201, service.text
+        added = await http.post(service.json()["links"]["phone_numbers"], data={"PhoneNumber": DID})
+        assert added.status_code == 201, added.text
+
+
+async def test_the_first_party_reaches_the_second_who_sees_only_the_virtual_number(
+    node: Node, served: str
+) -> None:
+    await plivo_pool_of_the_did(node, served)
+    masking = Client(auth_id(node.tenant), node.tenant.api_key, timeout=10).masking_sessions
+    created: Any = await sdk(
+        lambda: masking.create_masking_session(first_party=CALLER, second_party=B_NUMBER)
+    )
+    assert created.virtual_number == DID
+    _, participants = await stored(node.database, created.session_uuid)
+    assert {p.proxy_identifier for p in participants} == {DID}
+
+    async with SippUas("uas_answer.xml", port=node.trunk_port, calls=1) as far_end:
+        caller = await call(node, hold_ms="1000")
+        far = await far_end.wait(15)
+    assert caller.returncode == 0, caller.describe()
+    invite = far.received("INVITE")[0]
+    assert invite.request_uri is not None and B_NUMBER in invite.request_uri
+    for header in ("From", "P-Asserted-Identity"):
+        assert f"sip:{DID}@" in (invite.header(header) or ""), invite.text
+    assert CALLER not in invite.text, "the second party never sees the first party's number"
+    (record,) = await node.records()
+    assert record.service == "session" and record.status == "answered"
+
+    # The call is the session's interaction, counted in its Plivo view.
+    async with asyncio.timeout(10):
+        while True:
+            got: Any = await sdk(lambda: masking.get_masking_session(created.session_uuid))
+            if got.response.total_call_count == 1:
+                break
+            await asyncio.sleep(0.1)
+    assert got.response.last_interaction_time != ""
+    assert got.response.status == "active"
