@@ -6,13 +6,15 @@ A customer (the caller) and an agent (B_NUMBER) share a session over a one-numbe
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qs
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from callmask.sessions.repository import ParticipantRequest, PoolNumbers, Services, Sessions
-from callmask.store.models import ProxyInteraction
+from callmask.sessions.shared import FIRST_PARTY
+from callmask.store.models import ProxyInteraction, ProxyParticipant, ProxySession
 from callmask.store.repositories import Actions
 from tests.calls.conftest import B_NUMBER, CALLER, DID, Node
 from tests.calls.test_masking_calls import call
@@ -105,3 +107,57 @@ async def test_a_caller_without_a_session_hears_the_number_is_out_of_service(nod
     (record,) = await node.records()
     assert record.service == "out_of_session"
     assert await interactions(node) == []
+
+
+async def require_pin(node: Node, session_sid: str, pin: str, *, retries: int) -> None:
+    """Make the session a PIN session as the Plivo API stores one: the customer is its
+    first party and must enter ``pin``."""
+    options = {"is_pin_authentication_required": True, "first_party_pin": pin}
+    options |= {"second_party_pin": "8642", "pin_retry": retries, "pin_retry_wait": 3}
+    async with node.database.session() as session:
+        await session.execute(
+            update(ProxySession)
+            .where(ProxySession.sid == session_sid)
+            .values(plivo_options=json.dumps(options))
+        )
+        await session.execute(
+            update(ProxyParticipant)
+            .where(ProxyParticipant.identifier == CUSTOMER)
+            .values(friendly_name=FIRST_PARTY)
+        )
+
+
+async def test_a_caller_who_keys_in_the_right_pin_is_put_through_masked(node: Node) -> None:
+    session_sid = await pool_the_did(node)
+    await require_pin(node, session_sid, "1234", retries=1)
+    async with SippUas("uas_answer.xml", port=node.trunk_port, calls=1) as far_end:
+        # 1 2 3 4 # as RFC 4733 events from the ACK on, then talk and an INFO.
+        caller = await call(node, "uac_dtmf.xml", hold_ms="4000")
+        far = await far_end.wait(20)
+    assert caller.returncode == 0, caller.describe()
+    assert far.returncode == 0, far.describe()
+    invite = far.received("INVITE")[0]
+    assert f"sip:{DID}@" in (invite.header("From") or "")
+    assert CALLER not in invite.text
+    (record,) = await node.records()
+    details = json.loads(record.details or "{}")
+    assert record.status == "answered", (record.hangup_cause, details)
+    assert details["pin"]["result"] == "correct" and details["pin"]["attempts"] == 1
+    assert details["dtmf"]["caller_rfc4733"] == 5
+    assert details["pin"]["prompt_start_ms"] < 1000
+
+
+async def test_a_caller_with_the_wrong_pin_is_hung_up_and_the_agent_never_rung(
+    node: Node,
+) -> None:
+    session_sid = await pool_the_did(node)
+    await require_pin(node, session_sid, "9999", retries=0)
+    async with SippUas("uas_answer.xml", port=node.trunk_port) as far_end:
+        caller = await call(node, "uac_dtmf.xml", hold_ms="8000")
+    assert caller.returncode == 0, caller.describe()
+    (record,) = await node.records()
+    assert record.status == "failed" and record.hangup_by == "system"
+    assert record.hangup_cause == "incorrect PIN after 1 attempts"
+    assert json.loads(record.details or "{}")["pin"]["result"] == "incorrect"
+    assert far_end.result is not None
+    assert not far_end.result.received("INVITE"), "a wrong PIN never reaches the agent"

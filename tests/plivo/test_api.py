@@ -457,11 +457,8 @@ async def test_bad_input_is_plivos_400_and_writes_nothing(
     "extra",
     [
         {"record": True},
-        {
-            "is_pin_authentication_required": True,
-            "first_party_pin": "1234",
-            "second_party_pin": "5678",
-        },
+        {"pin_prompt_play": "https://customer.example.com/pin.mp3"},
+        {"unknown_caller_play": "https://customer.example.com/who.mp3"},
         {"force_pin_authentication": True},
         {"initiate_call_to_first_party": True},
         {"create_session_with_single_party": True},
@@ -630,3 +627,42 @@ async def test_a_client_other_than_the_sdk_may_use_the_bare_account_id(
     assert got.status_code == 200, got.text
     elsewhere = f"/plivo/v1/Account/{other_tenant.account_id}/Masking/Session/"
     assert_plivo_error(await http.get(elsewhere, auth=bare), 404)
+
+
+async def test_generated_pins_have_the_length_asked_differ_and_are_not_reused_on_the_number(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    await plivo_pool(http, tenant, POOL[0])  # one virtual number: every session shares it
+    pins: list[str] = []
+    for first, second in (
+        (ALICE, BOB),
+        ("+41793026721", "+41793026722"),
+        ("+41793026723", "+41793026724"),
+    ):
+        body = await create(
+            http,
+            tenant,
+            first_party=first,
+            second_party=second,
+            is_pin_authentication_required=True,
+            generate_pin=True,
+            generate_pin_length=6,
+        )
+        session = body["session"]
+        assert len(session["first_party_pin"]) == 6 and session["first_party_pin"].isdigit()
+        assert session["first_party_pin"] != session["second_party_pin"]
+        pins += [session["first_party_pin"], session["second_party_pin"]]
+    assert len(set(pins)) == len(pins), pins
+
+
+async def test_a_pin_session_without_pins_or_generate_pin_is_refused(
+    http: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    await plivo_pool(http, tenant, *POOL)
+    before = await census(database)
+    reply = await http.post(
+        sessions_path(tenant),
+        json={"first_party": ALICE, "second_party": BOB, "is_pin_authentication_required": True},
+    )
+    assert_plivo_error(reply, 400, mentions="first_party_pin and second_party_pin")
+    assert await census(database) == before

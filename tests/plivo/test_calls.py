@@ -6,6 +6,7 @@ virtual number and reaches the second party, who sees only the virtual number.""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -113,3 +114,82 @@ async def test_the_first_party_reaches_the_second_who_sees_only_the_virtual_numb
             await asyncio.sleep(0.1)
     assert got.response.last_interaction_time != ""
     assert got.response.status == "active"
+
+
+async def test_a_pin_session_puts_the_first_party_through_once_the_pin_is_keyed_in(
+    node: Node, served: str
+) -> None:
+    await plivo_pool_of_the_did(node, served)
+    masking = Client(auth_id(node.tenant), node.tenant.api_key, timeout=10).masking_sessions
+    await sdk(
+        lambda: masking.create_masking_session(
+            first_party=CALLER,
+            second_party=B_NUMBER,
+            is_pin_authentication_required=True,
+            first_party_pin="1234",
+            second_party_pin="5678",
+            pin_retry=1,
+            pin_retry_wait=3,
+            call_time_limit=60,
+        )
+    )
+    async with SippUas("uas_answer.xml", port=node.trunk_port, calls=1) as far_end:
+        # 1 2 3 4 # as RFC 4733 events from the ACK on (callmask answers with the prompt).
+        caller = await call(node, "uac_dtmf.xml", hold_ms="4000")
+        far = await far_end.wait(20)
+    assert caller.returncode == 0, caller.describe()
+    invite = far.received("INVITE")[0]
+    assert f"sip:{DID}@" in (invite.header("From") or "") and CALLER not in invite.text
+    (record,) = await node.records()
+    details = json.loads(record.details or "{}")
+    assert record.status == "answered", (record.hangup_cause, details)
+    assert details["pin"] == {
+        "attempts": 1,
+        "prompt_start_ms": details["pin"]["prompt_start_ms"],
+        "result": "correct",
+    }
+    assert details["time_limit_s"] == 60
+
+
+async def test_a_wrong_pin_ends_the_call_as_failed_before_the_second_party_rings(
+    node: Node, served: str
+) -> None:
+    await plivo_pool_of_the_did(node, served)
+    masking = Client(auth_id(node.tenant), node.tenant.api_key, timeout=10).masking_sessions
+    await sdk(
+        lambda: masking.create_masking_session(
+            first_party=CALLER,
+            second_party=B_NUMBER,
+            is_pin_authentication_required=True,
+            first_party_pin="9999",
+            second_party_pin="5678",
+            pin_retry=0,
+        )
+    )
+    async with SippUas("uas_answer.xml", port=node.trunk_port) as far_end:
+        caller = await call(node, "uac_dtmf.xml", hold_ms="8000")
+    assert caller.returncode == 0, caller.describe()
+    assert far_end.result is not None and not far_end.result.received("INVITE")
+    (record,) = await node.records()
+    assert (record.status, record.hangup_cause) == ("failed", "incorrect PIN after 1 attempts")
+
+
+async def test_a_call_reaching_the_session_call_time_limit_is_ended_on_both_legs(
+    node: Node, served: str
+) -> None:
+    await plivo_pool_of_the_did(node, served)
+    masking = Client(auth_id(node.tenant), node.tenant.api_key, timeout=10).masking_sessions
+    await sdk(
+        lambda: masking.create_masking_session(
+            first_party=CALLER, second_party=B_NUMBER, call_time_limit=2
+        )
+    )
+    async with SippUas("uas_answer.xml", port=node.trunk_port, calls=1) as far_end:
+        caller = await call(node, hold_ms="8000")  # would talk 8 s; the limit is 2 s
+        far = await far_end.wait(20)
+    assert caller.returncode == 0, caller.describe()
+    assert far.received("BYE"), "the second party got BYE from callmask"
+    (record,) = await node.records()
+    assert record.hangup_cause == "call time limit reached" and record.hangup_by == "system"
+    talk_s = (record.ended_at - record.answered_at).total_seconds()
+    assert 1.5 <= talk_s <= 3.0, talk_s

@@ -28,7 +28,13 @@ from callmask.errors import InvalidInput
 from callmask.netguard import check_url
 from callmask.outbound import OutboundFailure, outbound_failures
 from callmask.routing import infobip
-from callmask.routing.decisions import Decision, DialNumbers, PlayPrompt, RoutingRefused
+from callmask.routing.decisions import (
+    Decision,
+    DialNumbers,
+    PinGate,
+    PlayPrompt,
+    RoutingRefused,
+)
 from callmask.routing.route import Exchange, Report
 from callmask.sessions.calls import (
     PoolRoute,
@@ -82,8 +88,15 @@ class SessionRouting:
         summary.details["interaction_sid"] = self.interaction_sid
         if route.intercept_callback_url:
             await self._intercept(route.intercept_callback_url, summary, now)
-        return DialNumbers(
-            numbers=(route.callee_identifier,), caller_id=route.callee_proxy_identifier
+        dial = DialNumbers(
+            numbers=(route.callee_identifier,),
+            caller_id=route.callee_proxy_identifier,
+            time_limit_s=route.time_limit_s,
+        )
+        if route.pin is None:
+            return dial
+        return PinGate(
+            pin=route.pin.pin, then=dial, attempts=route.pin.attempts, wait_s=route.pin.wait_s
         )
 
     def report(self, summary: CallSummary) -> Report | None:

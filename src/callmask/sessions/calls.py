@@ -9,6 +9,7 @@ per statement over every call of its batch (``calls.ledger``)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Table, and_, bindparam, case, insert, select, update
 from callmask.calls.ledger import Kept, RowWrite
 from callmask.sessions import sids
 from callmask.sessions.lifetime import OPEN_STATUSES, twilio_time
+from callmask.sessions.shared import FIRST_PARTY
 from callmask.store.models import (
     PoolNumber,
     ProxyInteraction,
@@ -42,6 +44,35 @@ class SessionRoute:
     callback_url: str | None
     intercept_callback_url: str | None
     ttl: int  # the session's, as the call found it: the interaction slides it
+    time_limit_s: int | None = None  # Plivo's call_time_limit
+    pin: PinCheck | None = None  # the caller must enter a PIN before being put through
+
+
+@dataclass(frozen=True, slots=True)
+class PinCheck:
+    """A Plivo session's PIN authentication, for the party calling."""
+
+    pin: str
+    attempts: int  # Plivo's pin_retry is the retries after the first
+    wait_s: float  # Plivo's pin_retry_wait
+
+
+def pin_check(caller_role: str | None, plivo_options: str | None) -> PinCheck | None:
+    """The PIN the calling party must enter, from the session's Plivo options; None when
+    the session asks for none."""
+    if not plivo_options:
+        return None
+    options = json.loads(plivo_options)
+    if not options.get("is_pin_authentication_required"):
+        return None
+    pin = options.get("first_party_pin" if caller_role == FIRST_PARTY else "second_party_pin")
+    if not pin:
+        return None
+    return PinCheck(
+        pin=str(pin),
+        attempts=int(options.get("pin_retry", 1)) + 1,
+        wait_s=float(options.get("pin_retry_wait", 5)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +106,9 @@ SESSION_OF_CALLER = prepare(
         _SERVICES.c.callback_url,
         _SERVICES.c.intercept_callback_url,
         _SESSIONS.c.ttl,
+        _SESSIONS.c.call_time_limit_s,
+        _CALLER.c.friendly_name,
+        _SESSIONS.c.plivo_options,
     )
     .select_from(_CALLER)
     .join(
@@ -110,7 +144,8 @@ async def find_session_route(
     found = await reader.first(SESSION_OF_CALLER, {"did": did, "caller": caller_number})
     if found is not None:
         caller_sid, callee_sid, account_id, service_sid, session_sid = found[:5]
-        identifier, proxy_identifier, callback_url, intercept_url, ttl = found[5:]
+        identifier, proxy_identifier, callback_url, intercept_url, ttl = found[5:10]
+        time_limit_s, caller_role, plivo_options = found[10:]
         return SessionRoute(
             account_id=account_id,
             service_sid=service_sid,
@@ -122,6 +157,8 @@ async def find_session_route(
             callback_url=callback_url,
             intercept_callback_url=intercept_url,
             ttl=int(ttl or 0),
+            time_limit_s=time_limit_s,
+            pin=pin_check(caller_role, plivo_options),
         )
     pool = await reader.first(POOL_OF_DID, {"did": did})
     if pool is None:

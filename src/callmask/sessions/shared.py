@@ -23,6 +23,7 @@ session; with ``region``, only numbers of that country (Plivo's ``geomatch``); w
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -438,3 +439,27 @@ __all__ = [
     "list_shared",
     "update_shared",
 ]
+
+
+async def pins_on_number(session: AsyncSession, shared: SharedSession) -> set[str]:
+    """The PINs other open sessions on this session's virtual number use (a PIN names
+    one session of a number's callers)."""
+    query = (
+        select(ProxySession.plivo_options)
+        .join(ProxyParticipant, ProxyParticipant.session_sid == ProxySession.sid)
+        .where(
+            ProxyParticipant.proxy_identifier == shared.virtual_number,
+            ProxyParticipant.active.is_(True),
+            ProxySession.sid != shared.row.sid,
+            ProxySession.status.in_(OPEN_STATUSES),
+            ProxySession.plivo_options.is_not(None),
+        )
+        .distinct()
+    )
+    taken: set[str] = set()
+    for options in (await session.scalars(query)).all():
+        values = json.loads(options or "{}")
+        taken.update(
+            str(values[k]) for k in ("first_party_pin", "second_party_pin") if values.get(k)
+        )
+    return taken

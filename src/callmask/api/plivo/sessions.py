@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,6 +53,7 @@ from callmask.sessions.shared import (
     end_shared,
     get_shared,
     list_shared,
+    pins_on_number,
     update_shared,
 )
 from callmask.store.models import ProxyService, utcnow
@@ -188,7 +190,6 @@ def _refuse_unsupported(options: dict[str, Any]) -> None:
     """Features the call path does not carry out yet: refused, not stored."""
     for name in (
         "record",
-        "is_pin_authentication_required",
         "force_pin_authentication",
         "initiate_call_to_first_party",
         "create_session_with_single_party",
@@ -198,6 +199,9 @@ def _refuse_unsupported(options: dict[str, Any]) -> None:
     for name in ("first_party_play_url", "second_party_play_url"):
         if options.get(name):
             raise not_supported(f"{name} (audio played before connecting)")
+    for name in ("pin_prompt_play", "incorrect_pin_play", "unknown_caller_play"):
+        if options.get(name):
+            raise not_supported(f"{name} (customer audio; callmask speaks its own prompts)")
     if options.get("subaccount"):
         raise not_supported("subaccount (callmask accounts have no subaccounts)")
 
@@ -206,6 +210,34 @@ def _check_pins(options: dict[str, Any]) -> None:
     first, second = options.get("first_party_pin"), options.get("second_party_pin")
     if first and second and first == second:
         raise invalid("first_party_pin and second_party_pin must be different")
+    if (
+        options.get("is_pin_authentication_required")
+        and not options.get("generate_pin")
+        and not (first and second)
+    ):
+        raise invalid(
+            "is_pin_authentication_required needs first_party_pin and second_party_pin, "
+            "or generate_pin=true"
+        )
+
+
+async def _generate_pins(session: AsyncSession, shared: SharedSession, length: int) -> None:
+    """Two different PINs of ``length`` digits, used by no other open session on the
+    same virtual number, into the session's options."""
+    taken = await pins_on_number(session, shared)
+    chosen: list[str] = []
+    for _ in range(1000):
+        pin = "".join(secrets.choice("0123456789") for _ in range(length))
+        if pin not in taken and pin not in chosen:
+            chosen.append(pin)
+            if len(chosen) == 2:
+                break
+    else:
+        raise invalid("no free PIN of that length on this virtual number: use a longer one")
+    options = json.loads(shared.row.plivo_options or "{}")
+    options["first_party_pin"], options["second_party_pin"] = chosen
+    shared.row.plivo_options = json.dumps(options, sort_keys=True, separators=(",", ":"))
+    await session.flush()
 
 
 def _store(options: dict[str, Any]) -> str:
@@ -286,6 +318,8 @@ async def create_session(
         cooloff_s=options["virtual_number_cooloff_period"],
         now=now,
     )
+    if options["is_pin_authentication_required"] and options["generate_pin"]:
+        await _generate_pins(session, shared, options["generate_pin_length"])
     body = {
         "api_id": api_id(),
         "session_uuid": render.session_uuid(shared.row.sid),

@@ -47,8 +47,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(
-        "ix_proxy_pool_exhaustions_service_created", table_name="proxy_pool_exhaustions"
-    )
+    op.drop_index("ix_proxy_pool_exhaustions_service_created", table_name="proxy_pool_exhaustions")
     op.drop_table("proxy_pool_exhaustions")
     op.drop_index("ix_proxy_participants_held", table_name="proxy_participants")
