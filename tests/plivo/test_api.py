@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from callmask.store.database import Database
-from callmask.store.models import ProxySession
+from callmask.store.models import ProxyPoolExhaustion, ProxySession
 from tests.conftest import Tenant
 from tests.plivo.conftest import (
     META_FIELDS,
@@ -32,6 +32,7 @@ from tests.plivo.conftest import (
     sessions_path,
     stored,
 )
+from tests.twilio.conftest import count
 
 POOL = ("+41793026701", "+41793026702", "+41793026703")
 ALICE = "+41793026711"
@@ -245,6 +246,8 @@ async def test_an_exhausted_pool_is_plivos_error_and_writes_nothing(
     )
     assert_plivo_error(reply, 400, mentions="in use")
     assert await census(database) == before
+    # ... except the exhaustion event the console's pool view shows.
+    assert await count(database, ProxyPoolExhaustion) == 1
 
 
 async def test_geomatch_takes_a_number_of_the_first_partys_country(

@@ -141,14 +141,19 @@ async def _claim_pair(
 async def _exhausted(
     session: AsyncSession, service: ProxyService, region: str | None, parties: Sequence[str]
 ) -> errors.ProxyError:
-    """Why no number could be had, as the allocator words it."""
+    """Why no number could be had, as the allocator words it (with who found the pool
+    empty, for the pool's exhaustion events)."""
+    exhausted = errors.Exhaustion(service.account_id, service.sid, " / ".join(parties))
     unreserved = select(func.count()).select_from(PoolNumber)
     unreserved = unreserved.where(
         PoolNumber.service_sid == service.sid, PoolNumber.is_reserved.is_(False)
     )
     if not await session.scalar(unreserved):
         return errors.ProxyError(
-            errors.NO_UNRESERVED_NUMBER, 400, "No unreserved numbers in this Service's pool"
+            errors.NO_UNRESERVED_NUMBER,
+            400,
+            "No unreserved numbers in this Service's pool",
+            exhaustion=exhausted,
         )
     if region is not None:
         in_region = unreserved.join(Number, Number.number_key == PoolNumber.number_key).where(
@@ -159,12 +164,14 @@ async def _exhausted(
                 errors.NO_NUMBER_FOR_COUNTRY,
                 400,
                 f"No number of this Service's pool is in the first party's country ({region})",
+                exhaustion=exhausted,
             )
     return errors.ProxyError(
         errors.ALL_NUMBERS_IN_USE,
         400,
         f"Every usable number of this Service's pool is already in use by {' or '.join(parties)} "
         "in other open sessions",
+        exhaustion=exhausted,
     )
 
 

@@ -37,6 +37,7 @@ from callmask.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from callmask.sessions.exhaustion import record_exhaustion
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class PlivoRoute(APIRoute):
                 session = getattr(request.state, STATE_SESSION, None)
                 if isinstance(session, AsyncSession) and session.in_transaction():
                     await session.rollback()
+                await record_exhaustion(request.app.state.services.database, exc)
                 return problem.response()
 
         return plivo_handler
