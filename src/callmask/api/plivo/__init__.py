@@ -14,8 +14,8 @@ their document.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.routing import Match
 
+from callmask.api.dialect_route import allowed_methods
 from callmask.api.plivo import sessions
 from callmask.api.plivo.errors import PlivoProblem, PlivoRoute
 
@@ -29,14 +29,7 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 async def _no_such_route(request: Request) -> None:
     """Anything else under ``/plivo/``: 405 (with ``Allow``) on a path that exists, else
     404, both in Plivo's shape (the app's own 404 would be Infobip's)."""
-    allowed = sorted(
-        {
-            method
-            for route in _ROUTES
-            if route.matches(request.scope)[0] is not Match.NONE
-            for method in getattr(route, "methods", None) or ()
-        }
-    )
+    allowed = allowed_methods(_ROUTES, request)
     if allowed:
         raise PlivoProblem(
             405,

@@ -18,17 +18,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Annotated, Any
+from collections.abc import Mapping
 
-from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from callmask.api.deps import SessionDep
+from callmask.api.dialect_route import DialectSessionDep, answering_route
 from callmask.errors import (
     CallmaskError,
     Conflict,
@@ -37,11 +33,9 @@ from callmask.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from callmask.sessions.exhaustion import record_exhaustion
 
 log = logging.getLogger(__name__)
 
-STATE_SESSION = "plivo_store_session"
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="callmask"'}
 
 
@@ -109,32 +103,7 @@ def problem_of(exc: Exception) -> PlivoProblem:
     return PlivoProblem(500, "internal error")
 
 
-class PlivoRoute(APIRoute):
-    """An ``APIRoute`` whose every failure is answered in Plivo's error shape, with the
-    request's store session rolled back first."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def plivo_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:
-                problem = problem_of(exc)
-                session = getattr(request.state, STATE_SESSION, None)
-                if isinstance(session, AsyncSession) and session.in_transaction():
-                    await session.rollback()
-                await record_exhaustion(request.app.state.services.database, exc)
-                return problem.response()
-
-        return plivo_handler
-
-
-async def get_plivo_session(request: Request, session: SessionDep) -> AsyncSession:
-    """The request's store session (``SessionDep``), kept where ``PlivoRoute`` finds it
-    to roll back on a failure."""
-    setattr(request.state, STATE_SESSION, session)
-    return session
-
-
-PlivoSessionDep = Annotated[AsyncSession, Depends(get_plivo_session)]
+# Every failure of a Plivo route is answered in Plivo's error shape, with the
+# request's store session rolled back first (``api.dialect_route``).
+PlivoRoute = answering_route(problem_of)
+PlivoSessionDep = DialectSessionDep

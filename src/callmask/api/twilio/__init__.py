@@ -15,8 +15,8 @@ their document, and a second, hand-shaped one would only drift from it.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.routing import Match
 
+from callmask.api.dialect_route import allowed_methods
 from callmask.api.twilio import (
     interactions,
     messaging,
@@ -45,14 +45,7 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 async def _no_such_route(request: Request) -> None:
     """Anything else under ``/twilio/``: 405 (with ``Allow``) on a path that exists, else
     404, both in Twilio's shape (the app's own 404 would be Infobip's)."""
-    allowed = sorted(
-        {
-            method
-            for route in _ROUTES
-            if route.matches(request.scope)[0] is not Match.NONE
-            for method in getattr(route, "methods", None) or ()
-        }
-    )
+    allowed = allowed_methods(_ROUTES, request)
     if allowed:
         raise TwilioProblem(
             405,

@@ -22,17 +22,13 @@ a code.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Annotated, Any
+from collections.abc import Mapping
 
-from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from callmask.api.deps import SessionDep
+from callmask.api.dialect_route import DialectSessionDep, answering_route
 from callmask.errors import (
     CallmaskError,
     Conflict,
@@ -41,7 +37,6 @@ from callmask.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from callmask.sessions.exhaustion import record_exhaustion
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +46,6 @@ METHOD_NOT_ALLOWED = 20004
 NOT_FOUND = 20404
 INTERNAL_ERROR = 20500
 
-STATE_SESSION = "twilio_store_session"
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="callmask"'}
 
 
@@ -117,32 +111,7 @@ def problem_of(exc: Exception) -> TwilioProblem:
     return TwilioProblem(500, INTERNAL_ERROR, "internal error")
 
 
-class TwilioRoute(APIRoute):
-    """An ``APIRoute`` whose every failure is answered in Twilio's error shape, with the
-    request's store session rolled back first."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def twilio_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:
-                problem = problem_of(exc)
-                session = getattr(request.state, STATE_SESSION, None)
-                if isinstance(session, AsyncSession) and session.in_transaction():
-                    await session.rollback()
-                await record_exhaustion(request.app.state.services.database, exc)
-                return problem.response()
-
-        return twilio_handler
-
-
-async def get_twilio_session(request: Request, session: SessionDep) -> AsyncSession:
-    """The request's store session (``SessionDep``), kept where ``TwilioRoute`` finds
-    it to roll back on a failure."""
-    setattr(request.state, STATE_SESSION, session)
-    return session
-
-
-TwilioSessionDep = Annotated[AsyncSession, Depends(get_twilio_session)]
+# Every failure of a Twilio route is answered in Twilio's error shape, with the
+# request's store session rolled back first (``api.dialect_route``).
+TwilioRoute = answering_route(problem_of)
+TwilioSessionDep = DialectSessionDep
