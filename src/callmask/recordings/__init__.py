@@ -1,0 +1,1 @@
+"""Call recordings: rtpengine's pcap files mixed into the audio files the API serves."""
