@@ -320,7 +320,7 @@ def mix_pcap(
 
     ``telephone_event_pts``: the PTs the call's SDP gave telephone-event (the pcap does
     not say); an unlisted dynamic PT that only ever carries whole RFC 4733 events is
-    skipped too. Measured: a 60 s two-party call (6000 packets) mixes in about 0.1 s.
+    skipped too. Measured: a 60 s two-party call (6000 packets) mixes in about 0.07 s.
     """
     try:
         size = path.stat().st_size
