@@ -63,9 +63,10 @@ SESSION_CALLER = "+12125550100"
 SESSION_AGENT = "+12125550199"
 
 
-async def pool_the_did(workdir: Path, account_id: str) -> None:
+async def pool_the_did(workdir: Path, account_id: str, *, record: bool = False) -> None:
     """The DID in a one-number pool with a session for the bench caller and an agent,
-    written through callmask's own session layer before the node starts."""
+    written through callmask's own session layer before the node starts; with
+    ``record``, the session records its calls (Plivo's ``record``, mp3)."""
     from callmask.sessions.repository import (
         ParticipantRequest,
         PoolNumbers,
@@ -79,7 +80,7 @@ async def pool_the_did(workdir: Path, account_id: str) -> None:
         async with database.session() as session:
             service = await Services(session).create(account_id, unique_name="bench")
             await PoolNumbers(session).add(account_id, service.sid, phone_number="+" + DID)
-            await Sessions(session).create(
+            created = await Sessions(session).create(
                 account_id,
                 service.sid,
                 participants=[
@@ -87,14 +88,17 @@ async def pool_the_did(workdir: Path, account_id: str) -> None:
                     ParticipantRequest(identifier=SESSION_AGENT),
                 ],
             )
+            if record:
+                created.plivo_options = json.dumps({"record": True})
+                await session.commit()
     finally:
         await database.close()
 
 
 @contextlib.asynccontextmanager
 async def callmask_node(
-    workdir: Path, env: dict[str, str], *, routing: str = "action"
-) -> AsyncIterator[None]:
+    workdir: Path, env: dict[str, str], *, routing: str = "action", record: bool = False
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """``routing``: "action" (the DID has an Infobip masking action calling the bench's
     callback) or "session" (the DID is a pool number; calls route by session)."""
     callmask = str(ROOT / ".venv" / "bin" / "callmask")
@@ -109,7 +113,7 @@ async def callmask_node(
     account_id, api_key = account[2], account[5]
     number_key = cli("numbers", "add", "+" + DID, "--account", account_id).split()[0]
     if routing == "session":
-        await pool_the_did(workdir, account_id)
+        await pool_the_did(workdir, account_id, record=record)
     log = (workdir / "callmask.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         callmask, "run", env=env, stdout=log, stderr=subprocess.STDOUT
@@ -128,7 +132,7 @@ async def callmask_node(
                 tail = (workdir / "callmask.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"callmask did not start:\n{tail}")
             if routing == "session":
-                yield
+                yield process
                 return
             reply = await http.post(
                 f"/numbers/1/numbers/{number_key}/actions",
@@ -140,7 +144,7 @@ async def callmask_node(
                 },
             )
             reply.raise_for_status()
-        yield
+        yield process
     finally:
         process.send_signal(signal.SIGINT)
         try:

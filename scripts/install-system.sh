@@ -7,7 +7,7 @@ packages=(
   rtpengine-daemon   # media anchoring (userspace mode, started by callmask itself)
   sip-tester         # SIPp: the carrier on both sides of a call in the interop tests
   espeak-ng          # text-to-speech for OTP announcements
-  lame               # MP3 encoding of test and TTS audio
+  lame               # MP3 encoding of test and TTS audio, and of call recordings
   kamailio           # SIP edge (dispatcher) in front of several nodes; deploy/ and tests/cluster start their own
   ca-certificates
   chromium           # the browser the console's Playwright tests drive (tests/console)

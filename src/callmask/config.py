@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     # events). The managed rtpengine is told a free loopback port of its own; an
     # external one needs --dtmf-log-dest set to this host:port.
     dtmf_listen: str | None = None
+    # Where rtpengine writes a recorded call's pcap (its --recording-dir, with
+    # --recording-method=pcap), read by this node once the call ends. The managed
+    # rtpengine is given it; an external one must write to this same directory.
+    # Default: <data_dir>/recordings/spool.
+    recording_spool: Path | None = None
+    # The address customers reach this node's API at, for the links callmask hands out
+    # (a recording's recording_url). Default: http://<api_host>:<api_port>.
+    public_url: str | None = None
 
     default_region: str | None = None
     callback_timeout: float = Field(default=5.0, gt=0, le=60)
@@ -100,3 +108,16 @@ class Settings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Finished recordings, one directory per account."""
+        return self.data_dir / "recordings"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def effective_recording_spool(self) -> Path:
+        return self.recording_spool or self.recordings_dir / "spool"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from callmask.store.database import Database
-from callmask.store.models import ProxyPoolExhaustion, ProxySession
+from callmask.store.models import AudioFile, ProxyPoolExhaustion, ProxySession
 from tests.conftest import Tenant
 from tests.plivo.conftest import (
     META_FIELDS,
@@ -32,6 +32,7 @@ from tests.plivo.conftest import (
     sessions_path,
     stored,
 )
+from tests.support.receiver import Receiver, Reply
 from tests.twilio.conftest import count
 
 POOL = ("+41793026701", "+41793026702", "+41793026703")
@@ -41,7 +42,7 @@ CAROL = "+41793026713"
 DAVE = "+41793026714"
 # plivo-python's update_masking_session keywords among the refused features.
 UPDATABLE = {
-    "record",
+    "recording_callback_method",
     "create_session_with_single_party",
     "first_party_play_url",
     "second_party_play_url",
@@ -459,8 +460,7 @@ async def test_bad_input_is_plivos_400_and_writes_nothing(
 @pytest.mark.parametrize(
     "extra",
     [
-        {"record": True},
-        {"pin_prompt_play": "https://customer.example.com/pin.mp3"},
+        {"record": True, "recording_callback_method": "GET"},
         {"unknown_caller_play": "https://customer.example.com/who.mp3"},
         {"force_pin_authentication": True},
         {"initiate_call_to_first_party": True},
@@ -656,6 +656,110 @@ async def test_generated_pins_have_the_length_asked_differ_and_are_not_reused_on
         assert session["first_party_pin"] != session["second_party_pin"]
         pins += [session["first_party_pin"], session["second_party_pin"]]
     assert len(set(pins)) == len(pins), pins
+
+
+async def test_pin_sessions_share_a_number_a_party_holds_only_under_different_pins(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    # A clinic: one number, one doctor (BOB), patients calling in with their own PIN.
+    await plivo_pool(http, tenant, POOL[0])
+    shared: list[dict[str, Any]] = []
+    for patient, pin in ((ALICE, "1111"), (CAROL, "2222"), (DAVE, "3333")):
+        shared.append(
+            await create(
+                http,
+                tenant,
+                first_party=patient,
+                second_party=BOB,
+                is_pin_authentication_required=True,
+                first_party_pin=pin,
+                second_party_pin=f"9{pin}",
+            )
+        )
+    assert {body["virtual_number"] for body in shared} == {POOL[0]}
+    # The doctor's PIN must tell the doctor's sessions on the number apart.
+    same_pin = await http.post(
+        sessions_path(tenant),
+        json={
+            "first_party": "+41793026731",
+            "second_party": BOB,
+            "is_pin_authentication_required": True,
+            "first_party_pin": "4444",
+            "second_party_pin": "91111",
+        },
+    )
+    assert_plivo_error(same_pin, 400)
+    # A session without a PIN cannot share: a call could not say which session it is.
+    no_pin = await http.post(
+        sessions_path(tenant), json={"first_party": "+41793026732", "second_party": BOB}
+    )
+    assert_plivo_error(no_pin, 400, mentions="already in use")
+    # Generated PINs on a shared number are new to the number.
+    generated = await create(
+        http,
+        tenant,
+        first_party="+41793026733",
+        second_party=BOB,
+        is_pin_authentication_required=True,
+        generate_pin=True,
+        generate_pin_length=4,
+    )
+    session = generated["session"]
+    assert generated["virtual_number"] == POOL[0]
+    used = {"1111", "2222", "3333", "91111", "92222", "93333"}
+    assert not {session["first_party_pin"], session["second_party_pin"]} & used
+
+
+@pytest.mark.parametrize(
+    ("reply", "mentions"),
+    [
+        (Reply(body=b"<html>not audio</html>"), "not a valid MP3"),
+        (Reply(status=404), "HTTP 404"),
+    ],
+)
+async def test_prompt_audio_that_is_not_an_mp3_is_refused_and_nothing_is_kept(
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    database: Database,
+    receiver: Receiver,
+    reply: Reply,
+    mentions: str,
+) -> None:
+    await plivo_pool(http, tenant, *POOL)
+    receiver.always("/pin.mp3", reply)
+    before = await census(database)
+    refused = await http.post(
+        sessions_path(tenant),
+        json={
+            "first_party": ALICE,
+            "second_party": BOB,
+            "is_pin_authentication_required": True,
+            "first_party_pin": "1234",
+            "second_party_pin": "5678",
+            "pin_prompt_play": receiver.url("/pin.mp3"),
+        },
+    )
+    assert_plivo_error(refused, 400, mentions=mentions)
+    assert await census(database) == before
+    assert await count(database, AudioFile) == 0
+
+
+async def test_a_recorded_session_shows_its_recording_settings(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    await plivo_pool(http, tenant, *POOL)
+    body = await create(
+        http,
+        tenant,
+        first_party=ALICE,
+        second_party=BOB,
+        record=True,
+        record_file_format="wav",
+        recording_callback_url="https://customer.example.com/recordings",
+    )
+    session = body["session"]
+    assert (session["record"], session["record_file_format"]) == (True, "wav")
+    assert session["recording_callback_url"] == "https://customer.example.com/recordings"
 
 
 async def test_a_pin_session_without_pins_or_generate_pin_is_refused(

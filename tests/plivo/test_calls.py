@@ -8,19 +8,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 from plivo.rest.client import Client
+from sqlalchemy import select
 
+from callmask.store.models import AudioFile
 from callmask.store.repositories import Actions
 from tests.calls import conftest as calls_rig
 from tests.calls.conftest import B_NUMBER, CALLER, DID, Node
 from tests.calls.test_masking_calls import call
 from tests.plivo.conftest import auth_id, stored
 from tests.plivo.test_sdk import point_the_sdk_at
-from tests.support.receiver import free_port, serve_app
+from tests.support.audio import AudioSamples
+from tests.support.receiver import Reply, free_port, serve_app
 from tests.support.sipp import SippUas
 from tests.twilio.conftest import twilio_auth
 
@@ -147,6 +151,8 @@ async def test_a_pin_session_puts_the_first_party_through_once_the_pin_is_keyed_
         "attempts": 1,
         "prompt_start_ms": details["pin"]["prompt_start_ms"],
         "result": "correct",
+        "prompt": "speech",
+        "incorrect_prompt": "speech",
     }
     assert details["time_limit_s"] == 60
 
@@ -193,3 +199,93 @@ async def test_a_call_reaching_the_session_call_time_limit_is_ended_on_both_legs
     assert record.hangup_cause == "call time limit reached" and record.hangup_by == "system"
     talk_s = (record.ended_at - record.answered_at).total_seconds()
     assert 1.5 <= talk_s <= 3.0, talk_s
+
+
+async def test_a_caller_sharing_the_number_among_pin_sessions_reaches_the_one_of_the_pin(
+    node: Node, served: str
+) -> None:
+    # One virtual number; the caller is in two PIN sessions on it, with two agents.
+    await plivo_pool_of_the_did(node, served)
+    masking = Client(auth_id(node.tenant), node.tenant.api_key, timeout=10).masking_sessions
+    other_agent = "+41793026786"
+    for agent, pin in ((B_NUMBER, "5555"), (other_agent, "1234")):
+        created: Any = await sdk(
+            lambda agent=agent, pin=pin: masking.create_masking_session(
+                first_party=CALLER,
+                second_party=agent,
+                is_pin_authentication_required=True,
+                first_party_pin=pin,
+                second_party_pin="9" + pin,
+                pin_retry=0,
+            )
+        )
+        assert created.virtual_number == DID
+    async with SippUas("uas_answer.xml", port=node.trunk_port, calls=1) as far_end:
+        caller = await call(node, "uac_dtmf.xml", hold_ms="3000")  # keys 1 2 3 4 #
+        far = await far_end.wait(20)
+    assert caller.returncode == 0, caller.describe()
+    invite = far.received("INVITE")[0]
+    assert invite.request_uri is not None and other_agent in invite.request_uri
+    assert B_NUMBER not in invite.text and CALLER not in invite.text
+    (record,) = await node.records()
+    details = json.loads(record.details or "{}")
+    assert record.status == "answered", (record.hangup_cause, details)
+    assert details["pin"]["result"] == "correct"
+
+
+async def test_a_pin_keyed_in_by_sip_info_puts_the_caller_through(node: Node, served: str) -> None:
+    await plivo_pool_of_the_did(node, served)
+    masking = Client(auth_id(node.tenant), node.tenant.api_key, timeout=10).masking_sessions
+    await sdk(
+        lambda: masking.create_masking_session(
+            first_party=CALLER,
+            second_party=B_NUMBER,
+            is_pin_authentication_required=True,
+            first_party_pin="9876",
+            second_party_pin="1234",
+        )
+    )
+    async with SippUas("uas_answer.xml", port=node.trunk_port, calls=1) as far_end:
+        # 9 8 7 6 as SIP INFO (application/dtmf-relay, one application/dtmf); no RTP.
+        caller = await call(node, "uac_pin_info.xml", hold_ms="2000")
+        far = await far_end.wait(20)
+    assert caller.returncode == 0, caller.describe()
+    assert far.received("INVITE"), "the second party was called"
+    (record,) = await node.records()
+    details = json.loads(record.details or "{}")
+    assert record.status == "answered", (record.hangup_cause, details)
+    assert details["pin"]["result"] == "correct"
+    assert details["dtmf"] == {"caller_info": 4}, details
+
+
+async def test_the_customers_own_pin_prompt_audio_is_what_the_caller_hears(
+    node: Node, served: str, tmp_path: Path
+) -> None:
+    await plivo_pool_of_the_did(node, served)
+    spoken = AudioSamples(tmp_path).speech_mp3("Welcome to the clinic. Your PIN, please.")
+    node.receiver.always("/pin.mp3", Reply(body=spoken, headers={"content-type": "audio/mpeg"}))
+    masking = Client(auth_id(node.tenant), node.tenant.api_key, timeout=10).masking_sessions
+    await sdk(
+        lambda: masking.create_masking_session(
+            first_party=CALLER,
+            second_party=B_NUMBER,
+            is_pin_authentication_required=True,
+            first_party_pin="1234",
+            second_party_pin="5678",
+            pin_prompt_play=node.receiver.url("/pin.mp3"),
+        )
+    )
+    # Fetched once, when the session was created: kept as one of the account's files.
+    async with node.database.session() as session:
+        (kept,) = (await session.scalars(select(AudioFile))).all()
+    assert kept.account_id == node.tenant.account_id and kept.size_bytes == len(spoken)
+    async with SippUas("uas_answer.xml", port=node.trunk_port, calls=1) as far_end:
+        caller = await call(node, "uac_dtmf.xml", hold_ms="3000")
+        await far_end.wait(20)
+    assert caller.returncode == 0, caller.describe()
+    (record,) = await node.records()
+    details = json.loads(record.details or "{}")
+    assert record.status == "answered", (record.hangup_cause, details)
+    assert details["pin"]["prompt"] == f"file {kept.file_id}"
+    assert details["pin"]["incorrect_prompt"] == "speech"
+    assert len(node.receiver.on("/pin.mp3")) == 1, "not fetched again by the call"

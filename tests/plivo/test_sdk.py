@@ -176,7 +176,7 @@ async def test_the_plivo_sdk_runs_masking_sessions_against_callmask(
         {"record_file_format": "ogg"},
         {"pin_retry": 6},
         {"second_party": "+1 not a number"},
-        {"record": True},
+        {"record": True, "recording_callback_method": "GET"},
     ],
 )
 async def test_bad_input_raises_the_sdks_validation_error_and_writes_nothing(

@@ -393,6 +393,15 @@ class FakeMedia:
         self.commands.append(("play media", file))
         return 2000
 
+    async def start_recording(self, call_id: str) -> None:
+        self.commands.append(("start recording", call_id))
+
+    async def block_media(self, call_id: str) -> None:
+        self.commands.append(("block media", call_id))
+
+    async def unblock_media(self, call_id: str) -> None:
+        self.commands.append(("unblock media", call_id))
+
 
 @contextlib.asynccontextmanager
 async def running_engine(

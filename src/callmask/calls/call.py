@@ -34,12 +34,14 @@ from callmask.calls.legs import InboundLeg, OutboundLeg
 from callmask.calls.outcome import CallStatus, CallSummary, status_for_code
 from callmask.calls.phase import Phase
 from callmask.media.dtmf import digit_of_info
+from callmask.recordings.calls import RecordingStarted, recording_kept
 from callmask.routing.decisions import (
     Decision,
     DialNumbers,
     PinGate,
     PlayAudio,
     PlayPrompt,
+    RecordCall,
     RoutingFailed,
     RoutingRefused,
     UnknownNumber,
@@ -53,6 +55,7 @@ from callmask.sip.transaction import (
     ResponseReceived,
     TransactionTimedOut,
 )
+from callmask.store.models import utcnow
 
 if TYPE_CHECKING:
     from callmask.calls.ports import CallPorts
@@ -70,6 +73,9 @@ ANNOUNCEMENT_SDP = (
 # How long the end of a call waits for the called party to confirm a CANCEL/BYE
 # before the media is torn down anyway.
 TEARDOWN_GRACE_S = 2.0
+# A PIN that is looked up (a shared number) has no one length: digits are taken until
+# "#" or this many (Plivo's longest PIN).
+MAX_PIN_DIGITS = 15
 
 
 class InboundCall(CallBase):
@@ -85,6 +91,13 @@ class InboundCall(CallBase):
         self._interruptible: asyncio.Task[None] | None = None  # see _while_ringing
         self._interrupted = False
         self._end_pending = False  # a CANCEL or hangup waits in the queue
+        self.recording: RecordingStarted | None = None
+        # A recorded call's parties are held apart from the answer until the consent
+        # announcement has played (rtpengine's call-wide media block).
+        self._consent_first = False
+        self._held_apart: str | None = None  # why they could not be, when that failed
+        self._blocked = False
+        self._unblock: asyncio.Task[None] | None = None
 
     def _refuse(
         self, code: int, status: CallStatus, cause: str, reason: str | None = None
@@ -180,13 +193,25 @@ class InboundCall(CallBase):
     def kept(self) -> Kept | None:
         """The dialect's view of the finished call (a session's interaction); a failure
         there is logged, never keeps the CDR from being written."""
-        if self.routing is None:
-            return None
-        try:
-            return self.routing.ended(self.summary)
-        except Exception:
-            log.exception("call %s: routing end not kept", self.summary.public_call_id)
-            return None
+        kept: Kept | None = None
+        if self.routing is not None:
+            try:
+                kept = self.routing.ended(self.summary)
+            except Exception:
+                log.exception("call %s: routing end not kept", self.summary.public_call_id)
+        if self.recording is None or self.summary.account_id is None:
+            return kept
+        row = recording_kept(
+            self.recording,
+            account_id=self.summary.account_id,
+            call_id=self.summary.public_call_id,
+            media_call_id=self.id,
+            node_id=self.ports.node_id,
+            ended_at=utcnow(),
+        )
+        if kept is None:
+            return Kept(rows=(row,))
+        return Kept(rows=(*kept.rows, row), events=kept.events)
 
     async def flow(self) -> None:
         routing = await self._admit()
@@ -206,8 +231,7 @@ class InboundCall(CallBase):
             case PlayPrompt():
                 await self._prompt_and_refuse(decision)
             case PinGate():
-                await self._ask_pin(decision)
-                await self._dial(decision.then, callback_s)
+                await self._dial(await self._ask_pin(decision), callback_s)
 
     async def _admit(self) -> CallRouting:
         # Not raced against the caller's CANCEL as the slower steps are: the lookup is a
@@ -260,6 +284,11 @@ class InboundCall(CallBase):
         for number in decision.numbers:
             self.enter(Phase.DIALLING)
             offer = await self._media(self._anchor_caller())
+            self._consent_first = decision.record is not None
+            if self._consent_first:
+                # From the offer on: the called party's phone sends audio right after
+                # its 200, which can reach rtpengine before the 200 reaches callmask.
+                await self._hold_apart()
             b = self.ports.legs.outbound(number, decision.caller_id, offer.encode())
             self.b = b
             self.own_sip_call_id(b.call_id)
@@ -274,6 +303,8 @@ class InboundCall(CallBase):
             answered, last_code = await self._ring(b)
             tried.append({"number": number, "code": last_code})
             if answered:
+                if decision.record is not None:
+                    await self._record_with_consent(b, decision.record)
                 await self._talk(b, decision.time_limit_s)
                 return
         status = status_for_code(last_code)
@@ -356,6 +387,10 @@ class InboundCall(CallBase):
             if self.a.final_sent:
                 return None  # answered by callmask (a PIN prompt): nothing to relay
             if status == 183 and response.body:
+                if self._blocked:
+                    # Early media is the far network's ringback or announcement: the
+                    # caller hears it; the block comes back with the answer.
+                    await self._let_through()
                 sdp = await self._media(
                     self.ports.media.answer(
                         self.id, self.a.media_tag, response.to_tag or "", sdp_text(response.body)
@@ -370,6 +405,8 @@ class InboundCall(CallBase):
                 # CANCEL crossed the 200: the call is up on B's side; end it there.
                 b.request("BYE")
                 return False, 487
+            if self._consent_first and not self._blocked:
+                await self._hold_apart()
             sdp = await self._media(
                 self.ports.media.answer(
                     self.id, self.a.media_tag, response.to_tag or "", b.last_answer_sdp
@@ -384,6 +421,77 @@ class InboundCall(CallBase):
             self.ports.book.answered(self)
             return True, status
         return False, status
+
+    # -- recording -----------------------------------------------------------------
+
+    async def _hold_apart(self) -> None:
+        """Block the call's media (call-wide, so also the called party's, whose stream
+        rtpengine opened with the offer): no packet of either party reaches the other
+        before the consent announcement has played."""
+        try:
+            await self.ports.media.block_media(self.id)
+        except Exception as exc:
+            self._held_apart = f"the parties could not be held apart for the consent: {exc}"
+        else:
+            self._held_apart = None
+            self._blocked = True
+
+    async def _let_through(self) -> None:
+        try:
+            await self.ports.media.unblock_media(self.id)
+        except Exception as exc:
+            log.warning("call %s: media not unblocked: %s", self.summary.public_call_id, exc)
+        else:
+            self._blocked = False
+
+    async def _record_with_consent(self, b: OutboundLeg, record: RecordCall) -> None:
+        """Start rtpengine's recording of the answered call and play the consent
+        announcement to both parties, whose media rtpengine does not forward until it
+        has played (``_hold_apart``); what they say meanwhile is recorded. The talk
+        that follows handles the events of that time.
+
+        No step failing ends the call; the failure is kept as the recording's, and a
+        call whose consent was not played is not recorded (its rtpengine file is
+        dropped by the recording worker)."""
+        started = RecordingStarted(record=record, started_at=utcnow())
+        self.recording = started
+        answered_at = time.perf_counter()
+        details: dict[str, object] = {"recording_id": started.id}
+        self.summary.details["recording"] = details
+        media = self.ports.media
+        if self._held_apart is not None:
+            started.failure = self._held_apart
+            log.warning("call %s: %s", self.summary.public_call_id, started.failure)
+            return
+        played_ms = 0
+        try:
+            await media.start_recording(self.id)
+            audio = str(await self.ports.prompts.render(record.consent))
+            for tag in (self.a.media_tag, b.dialog.remote_tag if b.dialog else ""):
+                played_ms = max(played_ms, await media.play_media(self.id, tag, audio))
+        except Exception as exc:
+            started.failure = f"recording or consent announcement failed: {exc}"
+            log.warning("call %s: %s", self.summary.public_call_id, started.failure)
+            played_ms = 0
+        else:
+            details["consent_start_ms"] = round((time.perf_counter() - answered_at) * 1000, 1)
+            details["consent_ms"] = played_ms
+        self._unblock = asyncio.get_running_loop().create_task(
+            self._unblock_after(played_ms / 1000), name=f"consent {self.id}"
+        )
+
+    async def _unblock_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not self._blocked:
+            return
+        try:
+            await self.ports.media.unblock_media(self.id)
+            self._blocked = False
+        except Exception as exc:
+            # The parties would not hear each other: end the call rather than leave
+            # them in silence.
+            log.warning("call %s: media not unblocked: %s", self.summary.public_call_id, exc)
+            self.post(HangupRequested(f"media not unblocked after the consent: {exc}"))
 
     # -- talk ----------------------------------------------------------------------
 
@@ -699,14 +807,19 @@ class InboundCall(CallBase):
 
     # -- PIN ------------------------------------------------------------------------
 
-    async def _ask_pin(self, gate: PinGate) -> None:
+    async def _ask_pin(self, gate: PinGate) -> DialNumbers:
         """Answer the caller, prompt for the PIN and collect digits until it is right;
-        return to dial, or end the call as failed after the last wrong attempt."""
+        return what the PIN says to dial, or end the call as failed after the last
+        wrong attempt."""
         self.summary.command = "pin"
         outcome: dict[str, object] = {"attempts": 0}
         self.summary.details["pin"] = outcome
-        prompt = await self._while_ringing(self.ports.prompts.render(gate.prompt))
-        incorrect = await self._while_ringing(self.ports.prompts.render(gate.incorrect))
+        prompt, outcome["prompt"] = await self._while_ringing(
+            self._prompt(gate.prompt_file_id, gate.prompt)
+        )
+        incorrect, outcome["incorrect_prompt"] = await self._while_ringing(
+            self._prompt(gate.incorrect_file_id, gate.incorrect)
+        )
         await self._media(self._anchor_caller())
         sdp = await self._media(
             self.ports.media.answer(self.id, self.a.media_tag, ANNOUNCEMENT_TAG, ANNOUNCEMENT_SDP)
@@ -721,11 +834,12 @@ class InboundCall(CallBase):
             if attempt == 1:
                 outcome["prompt_start_ms"] = round((time.perf_counter() - answered_at) * 1000, 1)
             entered = await self._collect_digits(
-                len(gate.pin), self.loop_time + prompt_ms / 1000 + gate.wait_s
+                len(gate.pin) or MAX_PIN_DIGITS, self.loop_time + prompt_ms / 1000 + gate.wait_s
             )
-            if entered == gate.pin:
+            then = await gate.check(entered)  # a local read, or a comparison
+            if then is not None:
                 outcome["result"] = "correct"
-                return
+                return then
             await self._wait_in_prompt(await self._play_to_caller(incorrect) / 1000)
         outcome["result"] = "incorrect"
         self._bye_a()
@@ -735,6 +849,22 @@ class InboundCall(CallBase):
             code=200,
             by="system",
         )
+
+    async def _prompt(self, file_id: str | None, text: str) -> tuple[Path, str]:
+        """The customer's audio file for a prompt, else ``text`` spoken; and which it
+        is ("file <id>", "speech"; "speech, file <id> missing" when the file is gone,
+        deleted through the files API)."""
+        if file_id is None:
+            return await self.ports.prompts.render(text), "speech"
+        path = await self.ports.prompts.audio_path(self.summary.account_id, file_id)
+        if path is not None:
+            return path, f"file {file_id}"
+        log.warning(
+            "call %s: prompt audio %s is gone; speaking the prompt instead",
+            self.summary.public_call_id,
+            file_id,
+        )
+        return await self.ports.prompts.render(text), f"speech, file {file_id} missing"
 
     async def _play_to_caller(self, audio: Path) -> int:
         try:
@@ -800,6 +930,8 @@ class InboundCall(CallBase):
 
     async def teardown(self) -> None:
         self.ended = True
+        if self._unblock is not None:
+            self._unblock.cancel()
         self.summary.times.ended = self.loop_time
         b = self.b
         if b is not None and b.final_status is None:

@@ -149,6 +149,7 @@ class CallEngine:
             prompts=self,
             ring_timeout_s=settings.ring_timeout,
             media_counts=media_counts,
+            node_id=settings.effective_node_id,
         )
         self.calls: dict[str, CallBase] = {}  # by the SIP Call-ID of any of its legs
         self.by_public_id: dict[str, CallBase] = {}

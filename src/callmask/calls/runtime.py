@@ -12,7 +12,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+from callmask.api.plivo.auth import auth_id_of
+from callmask.api.plivo.recordings import callback_payload
 from callmask.calls.engine import CallEngine, Notifier
 from callmask.cluster.calls import ClusterCalls, joined
 from callmask.config import Settings
@@ -20,8 +23,10 @@ from callmask.media.dtmf import DtmfListener
 from callmask.media.rtpengine import RtpengineClient, RtpengineUnavailable, packet_counts
 from callmask.media.rtpengine_process import ManagedRtpengine
 from callmask.outbound import client_session
+from callmask.recordings.worker import RecordingWorker
 from callmask.routing.reports import payload_for
 from callmask.store.database import Database
+from callmask.store.models import Recording
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,33 @@ def rtpengine_address(settings: Settings) -> tuple[str, int] | None:
             f"CALLMASK_RTPENGINE must be 'managed' or host:port, not {settings.rtpengine!r}"
         )
     return host.strip("[]"), int(port)
+
+
+def spool_dir(settings: Settings) -> Path:
+    """rtpengine's recording directory, made if missing (rtpengine makes its ``pcaps``
+    and ``metadata`` subdirectories itself, but not the directory)."""
+    spool = settings.effective_recording_spool.resolve()
+    spool.mkdir(parents=True, exist_ok=True)
+    return spool
+
+
+def recording_worker(
+    settings: Settings, database: Database, webhooks: Notifier | None
+) -> RecordingWorker:
+    """Mixes this node's recordings once their calls end; the callback is Plivo's."""
+
+    def payload_of(row: Recording) -> dict[str, Any]:
+        auth_id = auth_id_of(row.account_id) or row.account_id
+        return callback_payload(settings, auth_id, row)
+
+    return RecordingWorker(
+        database,
+        node_id=settings.effective_node_id,
+        spool=spool_dir(settings),
+        recordings_dir=settings.recordings_dir,
+        payload_of=payload_of,
+        on_events=webhooks.notify if webhooks is not None else None,
+    )
 
 
 def dtmf_address(settings: Settings) -> tuple[str, int]:
@@ -101,7 +133,14 @@ async def _call_path(
             port_max=settings.rtpengine_port_max,
             log_path=settings.data_dir / "rtpengine.log",
             pid_path=settings.data_dir / "rtpengine.pid",
-            extra_args=[f"--dtmf-log-dest={dtmf.address}"],
+            extra_args=[
+                f"--dtmf-log-dest={dtmf.address}",
+                # pcap, not rtpengine's own "proc" method: that needs its kernel module
+                # and the separate recording daemon; pcap is written by the daemon
+                # itself, one file per call, and only for calls told to record.
+                "--recording-method=pcap",
+                f"--recording-dir={spool_dir(settings)}",
+            ],
         )
         await managed.start()
         group.create_task(managed.supervise(), name="rtpengine supervisor")
@@ -133,6 +172,9 @@ async def _call_path(
         if managed is not None:
             managed.on_exit = engine.media_lost
         serving = group.create_task(engine.serve(), name="call engine")
+        recordings = group.create_task(
+            recording_worker(settings, database, webhooks).run(), name="recording worker"
+        )
         # Ready, or ended before it was (then its result raises why: SIP port in use...).
         serving.add_done_callback(lambda _: engine.ready.set())
         try:
@@ -154,6 +196,8 @@ async def _call_path(
             engine.stop()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await serving
+            recordings.cancel()
+            await asyncio.wait([recordings])
             await client.close()
             if managed is not None:
                 await managed.stop()

@@ -63,3 +63,12 @@ class MaskedMedia:
 
     async def play_media(self, call_id: str, from_tag: str, file: str) -> int:
         return await self.relay.play_media(call_id, from_tag, file)
+
+    async def start_recording(self, call_id: str) -> None:
+        await self.relay.start_recording(call_id)
+
+    async def block_media(self, call_id: str) -> None:
+        await self.relay.block_media(call_id)
+
+    async def unblock_media(self, call_id: str) -> None:
+        await self.relay.unblock_media(call_id)

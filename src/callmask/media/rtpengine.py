@@ -327,6 +327,21 @@ class RtpengineClient:
             )
         return duration_ms
 
+    async def start_recording(self, call_id: str) -> None:
+        """Record every stream of the call from now on (rtpengine's pcap recording,
+        ``--recording-method=pcap``: one file per call under its ``--recording-dir``,
+        closed when the call is deleted). An rtpengine started without a recording
+        directory answers an error, which raises ``RtpengineError``."""
+        await self.request({"command": "start recording", "call-id": call_id})
+
+    async def block_media(self, call_id: str) -> None:
+        """Stop forwarding every participant's media (call-wide: also the media of a
+        participant not answered yet). DTMF events and ``play media`` still go out."""
+        await self.request({"command": "block media", "call-id": call_id})
+
+    async def unblock_media(self, call_id: str) -> None:
+        await self.request({"command": "unblock media", "call-id": call_id})
+
     async def stop_media(self, call_id: str, from_tag: str) -> None:
         await self.request({"command": "stop media", "call-id": call_id, "from-tag": from_tag})
 

@@ -5,18 +5,35 @@ turn their dialect's answers into them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+CONSENT_PROMPT = "This call will be recorded."
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCall:
+    """Record the call once both parties have answered, after both hear ``consent``
+    (spoken); the mixed file is ``file_format`` (``mp3`` or ``wav``) and
+    ``callback_url``, when given, is told when it is ready (or why it failed)."""
+
+    file_format: str = "mp3"
+    callback_url: str | None = None
+    consent: str = CONSENT_PROMPT
+    session_sid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DialNumbers:
     """Bridge the caller to the first of ``numbers`` (E.164) that answers, in order,
     showing ``caller_id`` (E.164) as the only identity the called party sees; with a
-    ``time_limit_s``, both legs get BYE that many seconds after the answer."""
+    ``time_limit_s``, both legs get BYE that many seconds after the answer; with
+    ``record``, the answered call is recorded after a consent announcement."""
 
     numbers: tuple[str, ...]
     caller_id: str
     time_limit_s: int | None = None
+    record: RecordCall | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +60,19 @@ class PinGate:
     incorrect: str = INCORRECT_PIN
     attempts: int = 2
     wait_s: float = 5.0
+    # A number the caller shares among PIN sessions: the digits are looked up instead
+    # of compared with ``pin``, and what the PIN names is dialled instead of ``then``
+    # (None: a wrong PIN).
+    lookup: Callable[[str], Awaitable[DialNumbers | None]] | None = None
+    # The account's audio files to play instead of speaking ``prompt`` / ``incorrect``.
+    prompt_file_id: str | None = None
+    incorrect_file_id: str | None = None
+
+    async def check(self, entered: str) -> DialNumbers | None:
+        """What to dial for the digits ``entered``; None when they are not a right PIN."""
+        if self.lookup is not None:
+            return await self.lookup(entered) if entered else None
+        return self.then if entered == self.pin else None
 
 
 class RoutingFailed(Exception):

@@ -39,11 +39,14 @@ from callmask.routing.route import Exchange, Report
 from callmask.sessions.calls import (
     PoolRoute,
     SessionRoute,
+    SharedByPin,
+    find_by_pin,
     interaction_kept,
     new_interaction_sid,
 )
 from callmask.sessions.lifetime import twilio_time
 from callmask.store.models import utcnow
+from callmask.store.postdial import PostDialReader
 
 SESSION = "session"
 OUT_OF_SESSION = "out_of_session"
@@ -74,6 +77,9 @@ class SessionRouting:
     action_key: str | None = None
     service: str = SESSION
     interaction_sid: str | None = None
+    # The caller shares the DID among PIN sessions: the PIN picks the route.
+    shared: SharedByPin | None = None
+    reader: PostDialReader | None = None
 
     @property
     def account_id(self) -> str:
@@ -81,23 +87,59 @@ class SessionRouting:
 
     async def decide(self, summary: CallSummary) -> Decision:
         route = self.route
-        now = utcnow()
+        if self.shared is not None:
+            # Which session is the PIN's: known only once the caller has keyed it in.
+            pin = route.pin
+            assert pin is not None, "shared numbers are for PIN sessions only"
+            return PinGate(
+                pin="",
+                then=self._dial(route),
+                attempts=pin.attempts,
+                wait_s=pin.wait_s,
+                lookup=lambda entered: self._by_pin(entered, summary),
+                prompt_file_id=pin.prompt_file_id,
+                incorrect_file_id=pin.incorrect_file_id,
+            )
+        await self._begin(summary)
+        dial = self._dial(route)
+        if route.pin is None:
+            return dial
+        return PinGate(
+            pin=route.pin.pin,
+            then=dial,
+            attempts=route.pin.attempts,
+            wait_s=route.pin.wait_s,
+            prompt_file_id=route.pin.prompt_file_id,
+            incorrect_file_id=route.pin.incorrect_file_id,
+        )
+
+    async def _begin(self, summary: CallSummary) -> None:
+        """The call is the route's session's interaction from here on."""
+        route = self.route
         # The row is written with the CDR (sessions.calls.interaction_kept).
         self.interaction_sid = new_interaction_sid()
         summary.details["session_sid"] = route.session_sid
         summary.details["interaction_sid"] = self.interaction_sid
         if route.intercept_callback_url:
-            await self._intercept(route.intercept_callback_url, summary, now)
-        dial = DialNumbers(
+            await self._intercept(route.intercept_callback_url, summary, utcnow())
+
+    @staticmethod
+    def _dial(route: SessionRoute) -> DialNumbers:
+        return DialNumbers(
             numbers=(route.callee_identifier,),
             caller_id=route.callee_proxy_identifier,
             time_limit_s=route.time_limit_s,
+            record=route.record,
         )
-        if route.pin is None:
-            return dial
-        return PinGate(
-            pin=route.pin.pin, then=dial, attempts=route.pin.attempts, wait_s=route.pin.wait_s
-        )
+
+    async def _by_pin(self, entered: str, summary: CallSummary) -> DialNumbers | None:
+        assert self.shared is not None and self.reader is not None
+        found = await find_by_pin(self.reader, self.shared, entered)
+        if found is None or found.pin is None:
+            return None
+        self.route = found
+        await self._begin(summary)
+        return self._dial(found)
 
     def report(self, summary: CallSummary) -> Report | None:
         # The interaction's event goes to the service's CallbackUrl with the rows

@@ -15,7 +15,7 @@ from callmask.routing.infobip import InfobipRouting
 from callmask.routing.route import CallRouting, Exchange
 from callmask.routing.sessions import OutOfSessionRouting, SessionRouting
 from callmask.routing.tata import TataRouting
-from callmask.sessions.calls import SessionRoute, find_session_route
+from callmask.sessions.calls import SessionRoute, SharedByPin, find_session_route
 from callmask.store.database import Database
 from callmask.store.postdial import PostDialReader
 from callmask.store.routes import RouteLookup
@@ -68,6 +68,10 @@ class RoutingTable:
             return None
         if isinstance(pooled, SessionRoute):
             return SessionRouting(self.exchange, pooled, did)
+        if isinstance(pooled, SharedByPin):
+            return SessionRouting(
+                self.exchange, pooled.first, did, shared=pooled, reader=self.reader
+            )
         return OutOfSessionRouting(self.exchange, pooled, did)
 
     def close(self) -> None:

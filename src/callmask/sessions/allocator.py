@@ -99,6 +99,7 @@ async def _try(
     identifier: str,
     friendly_name: str | None,
     now: dt.datetime,
+    pin: str = "",
 ) -> ProxyParticipant | None:
     number_sid, e164 = number
     participant = ProxyParticipant(
@@ -111,6 +112,7 @@ async def _try(
         proxy_identifier=e164,
         pool_number_sid=number_sid,
         active=True,
+        pin=pin,
         date_deleted=None,
         created_at=now,
         updated_at=now,
@@ -137,8 +139,11 @@ async def allocate(
     proxy_identifier: str | None,
     proxy_identifier_sid: str | None,
     now: dt.datetime,
+    pin: str = "",
 ) -> ProxyParticipant:
-    """The participant, inserted with a proxy number; ``ProxyError`` if none can be had."""
+    """The participant, inserted with a proxy number; ``ProxyError`` if none can be had.
+    With a ``pin``, an explicit number the identifier already holds in other sessions
+    is taken if none of those uses the same PIN."""
     if proxy_identifier or proxy_identifier_sid:
         number = await _explicit(session, service.sid, proxy_identifier, proxy_identifier_sid)
         participant = await _try(
@@ -148,6 +153,7 @@ async def allocate(
             identifier=identifier,
             friendly_name=friendly_name,
             now=now,
+            pin=pin,
         )
         if participant is None:
             raise errors.ProxyError(

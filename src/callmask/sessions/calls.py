@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, case, insert, select, update
 
 from callmask.calls.ledger import Kept, RowWrite
+from callmask.routing.decisions import RecordCall
 from callmask.sessions import sids
 from callmask.sessions.lifetime import OPEN_STATUSES, twilio_time
 from callmask.sessions.shared import FIRST_PARTY
@@ -46,6 +47,7 @@ class SessionRoute:
     ttl: int  # the session's, as the call found it: the interaction slides it
     time_limit_s: int | None = None  # Plivo's call_time_limit
     pin: PinCheck | None = None  # the caller must enter a PIN before being put through
+    record: RecordCall | None = None  # Plivo's record, once both parties answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,10 @@ class PinCheck:
     pin: str
     attempts: int  # Plivo's pin_retry is the retries after the first
     wait_s: float  # Plivo's pin_retry_wait
+    # The customer's audio for the prompts (pin_prompt_play, incorrect_pin_play), as
+    # the account's audio file ids; None: callmask's spoken prompt.
+    prompt_file_id: str | None = None
+    incorrect_file_id: str | None = None
 
 
 def pin_check(caller_role: str | None, plivo_options: str | None) -> PinCheck | None:
@@ -72,6 +78,22 @@ def pin_check(caller_role: str | None, plivo_options: str | None) -> PinCheck | 
         pin=str(pin),
         attempts=int(options.get("pin_retry", 1)) + 1,
         wait_s=float(options.get("pin_retry_wait", 5)),
+        prompt_file_id=options.get("pin_prompt_play_file_id"),
+        incorrect_file_id=options.get("incorrect_pin_play_file_id"),
+    )
+
+
+def record_of(session_sid: str, plivo_options: str | None) -> RecordCall | None:
+    """Plivo's ``record`` of the session: the format and where to announce the file."""
+    if not plivo_options:
+        return None
+    options = json.loads(plivo_options)
+    if not options.get("record"):
+        return None
+    return RecordCall(
+        file_format=str(options.get("record_file_format", "mp3")),
+        callback_url=options.get("recording_callback_url") or None,
+        session_sid=session_sid,
     )
 
 
@@ -93,8 +115,9 @@ _SESSIONS: Table = ProxySession.__table__  # type: ignore[assignment]
 
 # Starts with one probe of the allocator's unique index (proxy_identifier, identifier,
 # active, ...) for the caller, then the other participant by session and two
-# primary-key joins.
-SESSION_OF_CALLER = prepare(
+# primary-key joins. Two rows at most: a second one means the caller shares the number
+# among PIN sessions, and the PIN the caller enters says which (SESSION_OF_CALLER_PIN).
+_OF_CALLER = (
     select(
         _CALLER.c.sid,
         _CALLEE.c.sid,
@@ -109,6 +132,7 @@ SESSION_OF_CALLER = prepare(
         _SESSIONS.c.call_time_limit_s,
         _CALLER.c.friendly_name,
         _SESSIONS.c.plivo_options,
+        _CALLER.c.pin,
     )
     .select_from(_CALLER)
     .join(
@@ -125,6 +149,10 @@ SESSION_OF_CALLER = prepare(
         _CALLER.c.active.is_(True),
     )
 )
+# Bound, not literal: a prepared read's parameters are all named (SQLite's text).
+SESSION_OF_CALLER = prepare(_OF_CALLER.limit(bindparam("limit")).offset(bindparam("offset")))
+# One row at most: (number, caller, open, service, PIN) is the unique constraint.
+SESSION_OF_CALLER_PIN = prepare(_OF_CALLER.where(_CALLER.c.pin == bindparam("pin")))
 POOL_OF_DID = prepare(
     select(
         PoolNumber.service_sid,
@@ -136,35 +164,65 @@ POOL_OF_DID = prepare(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class SharedByPin:
+    """The caller holds the DID in several open PIN sessions: the PIN they enter says
+    which (``find_by_pin``). ``first`` is one of them, for the prompts' settings."""
+
+    first: SessionRoute
+    did: str
+    caller: str
+
+
+def _route_of(found: tuple[Any, ...]) -> SessionRoute:
+    caller_sid, callee_sid, account_id, service_sid, session_sid = found[:5]
+    identifier, proxy_identifier, callback_url, intercept_url, ttl = found[5:10]
+    time_limit_s, caller_role, plivo_options = found[10:13]
+    return SessionRoute(
+        account_id=account_id,
+        service_sid=service_sid,
+        session_sid=session_sid,
+        caller_participant_sid=caller_sid,
+        callee_participant_sid=callee_sid,
+        callee_identifier=identifier,
+        callee_proxy_identifier=proxy_identifier,
+        callback_url=callback_url,
+        intercept_callback_url=intercept_url,
+        ttl=int(ttl or 0),
+        time_limit_s=time_limit_s,
+        pin=pin_check(caller_role, plivo_options),
+        record=record_of(session_sid, plivo_options),
+    )
+
+
 async def find_session_route(
     reader: PostDialReader, caller_number: str, did: str
-) -> SessionRoute | PoolRoute | None:
-    """The call's session, or the pool it reached without one; ``None`` when the DID
-    is in no pool."""
-    found = await reader.first(SESSION_OF_CALLER, {"did": did, "caller": caller_number})
-    if found is not None:
-        caller_sid, callee_sid, account_id, service_sid, session_sid = found[:5]
-        identifier, proxy_identifier, callback_url, intercept_url, ttl = found[5:10]
-        time_limit_s, caller_role, plivo_options = found[10:]
-        return SessionRoute(
-            account_id=account_id,
-            service_sid=service_sid,
-            session_sid=session_sid,
-            caller_participant_sid=caller_sid,
-            callee_participant_sid=callee_sid,
-            callee_identifier=identifier,
-            callee_proxy_identifier=proxy_identifier,
-            callback_url=callback_url,
-            intercept_callback_url=intercept_url,
-            ttl=int(ttl or 0),
-            time_limit_s=time_limit_s,
-            pin=pin_check(caller_role, plivo_options),
-        )
+) -> SessionRoute | SharedByPin | PoolRoute | None:
+    """The call's session, the PIN sessions it may be for, or the pool it reached
+    without one; ``None`` when the DID is in no pool."""
+    found = await reader.all(
+        SESSION_OF_CALLER, {"did": did, "caller": caller_number, "limit": 2, "offset": 0}
+    )
+    if len(found) == 2 and all(row[13] for row in found):
+        return SharedByPin(_route_of(found[0]), did, caller_number)
+    if found:
+        # Two rows of which one has no PIN cannot be told apart by a PIN; the allocator
+        # never shares a number with a session without one, so only a race between two
+        # creates leaves such a pair. The first is taken, as before sharing existed.
+        return _route_of(found[0])
     pool = await reader.first(POOL_OF_DID, {"did": did})
     if pool is None:
         return None
     service_sid, account_id, out_of_session_url = pool
     return PoolRoute(account_id, service_sid, out_of_session_url)
+
+
+async def find_by_pin(reader: PostDialReader, shared: SharedByPin, pin: str) -> SessionRoute | None:
+    """The session of ``shared`` whose caller's PIN is ``pin``; None for a wrong PIN."""
+    found = await reader.first(
+        SESSION_OF_CALLER_PIN, {"did": shared.did, "caller": shared.caller, "pin": pin}
+    )
+    return None if found is None else _route_of(found)
 
 
 def new_interaction_sid() -> str:

@@ -23,7 +23,7 @@ session; with ``region``, only numbers of that country (Plivo's ``geomatch``); w
 from __future__ import annotations
 
 import datetime as dt
-import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,11 +75,17 @@ def _candidates(
     cooloff_s: int,
     exclude: set[str],
     now: dt.datetime,
+    sharing: bool = False,
 ) -> Any:
+    """Numbers neither party holds in an open session; ``sharing`` (a PIN session whose
+    pool has no such number left): numbers neither party holds in an open session
+    without a PIN, those a PIN can tell apart."""
     mine = (ProxyParticipant.service_sid == service.sid) & ProxyParticipant.identifier.in_(parties)
     held = select(ProxyParticipant.pool_number_sid).where(
         mine, ProxyParticipant.active.is_(True), ProxyParticipant.pool_number_sid.is_not(None)
     )
+    if sharing:
+        held = held.where(ProxyParticipant.pin == "")
     query = select(PoolNumber.sid, PoolNumber.e164).where(
         PoolNumber.service_sid == service.sid,
         PoolNumber.is_reserved.is_(False),
@@ -103,6 +109,36 @@ def _candidates(
     return query.order_by(func.random()).limit(CANDIDATES_PER_ROUND)
 
 
+@dataclass(frozen=True, slots=True)
+class Pins:
+    """The parties' PINs of a PIN session: given (``first``, ``second``), or generated
+    (``length`` digits) for the number the session gets."""
+
+    first: str = ""
+    second: str = ""
+    length: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.length and not (self.first and self.second):
+            raise ValueError("give both PINs or a length to generate them")
+
+
+async def _pins_for(session: AsyncSession, e164: str, pins: Pins) -> dict[str, str] | None:
+    """The PIN of each role on the number ``e164``; None when no two free PINs of that
+    length are left on it."""
+    if not pins.length:
+        return {FIRST_PARTY: pins.first, SECOND_PARTY: pins.second}
+    taken = await pins_on(session, e164)
+    chosen: list[str] = []
+    for _ in range(1000):
+        pin = "".join(secrets.choice("0123456789") for _ in range(pins.length))
+        if pin not in taken and pin not in chosen:
+            chosen.append(pin)
+            if len(chosen) == 2:
+                return {FIRST_PARTY: chosen[0], SECOND_PARTY: chosen[1]}
+    return None
+
+
 async def _claim_pair(
     session: AsyncSession,
     service: ProxyService,
@@ -110,8 +146,10 @@ async def _claim_pair(
     number_sid: str,
     parties: Sequence[tuple[str, str]],
     now: dt.datetime,
+    pins: dict[str, str] | None = None,
 ) -> list[ProxyParticipant] | None:
-    """Both parties on ``number_sid``, or neither (None) when a pair is taken."""
+    """Both parties on ``number_sid`` (with their PINs, by role), or neither (None) when
+    a pair is taken."""
     claimed: list[ProxyParticipant] = []
     try:
         async with session.begin_nested():
@@ -126,6 +164,7 @@ async def _claim_pair(
                         proxy_identifier=None,
                         proxy_identifier_sid=number_sid,
                         now=now,
+                        pin=(pins or {}).get(role, ""),
                     )
                 )
     except errors.ProxyError as exc:
@@ -187,9 +226,14 @@ async def create_shared(
     region: str | None = None,
     cooloff_s: int = 0,
     now: dt.datetime | None = None,
+    pins: Pins | None = None,
 ) -> SharedSession:
     """A new open session of ``service`` whose two parties (E.164, different) share one
-    proxy number; ``ProxyError`` if the pool has none for them. Nothing is committed."""
+    proxy number; ``ProxyError`` if the pool has none for them. Nothing is committed.
+
+    With ``pins`` (a PIN session), each party's participant row carries its PIN, and
+    when the pool has no number free of both parties, a number they hold only in other
+    PIN sessions is shared, under PINs that differ from those sessions' on it."""
     now = now or utcnow()
     if first_party == second_party:
         raise errors.invalid("the first and the second party must be different numbers")
@@ -216,19 +260,33 @@ async def create_shared(
     parties = sorted([(first_party, FIRST_PARTY), (second_party, SECOND_PARTY)])
     identifiers = [identifier for identifier, _ in parties]
     tried: set[str] = set()
-    for _ in range(ROUNDS):
-        query = _candidates(
-            service, identifiers, region=region, cooloff_s=cooloff_s, exclude=tried, now=now
-        )
-        candidates = [row.sid for row in (await session.execute(query)).all()]
-        if not candidates:
-            break
-        for number_sid in candidates:
-            tried.add(number_sid)
-            claimed = await _claim_pair(session, service, proxy_session, number_sid, parties, now)
-            if claimed is not None:
-                by_role = {participant.friendly_name: participant for participant in claimed}
-                return SharedSession(proxy_session, by_role[FIRST_PARTY], by_role[SECOND_PARTY])
+    # A PIN session takes a number of its own while the pool has one, and only then
+    # shares one with the parties' other PIN sessions.
+    for sharing in (False, True) if pins is not None else (False,):
+        for _ in range(ROUNDS):
+            query = _candidates(
+                service,
+                identifiers,
+                region=region,
+                cooloff_s=cooloff_s,
+                exclude=tried,
+                now=now,
+                sharing=sharing,
+            )
+            candidates = [(row.sid, row.e164) for row in (await session.execute(query)).all()]
+            if not candidates:
+                break
+            for number_sid, e164 in candidates:
+                tried.add(number_sid)
+                chosen = None if pins is None else await _pins_for(session, e164, pins)
+                if pins is not None and chosen is None:
+                    continue  # every PIN of that length is taken on this number
+                claimed = await _claim_pair(
+                    session, service, proxy_session, number_sid, parties, now, chosen
+                )
+                if claimed is not None:
+                    by_role = {participant.friendly_name: participant for participant in claimed}
+                    return SharedSession(proxy_session, by_role[FIRST_PARTY], by_role[SECOND_PARTY])
     raise await _exhausted(session, service, region, identifiers)
 
 
@@ -438,35 +496,24 @@ __all__ = [
     "FIRST_PARTY",
     "SECOND_PARTY",
     "Bounds",
+    "Pins",
     "SharedFilter",
     "SharedSession",
     "create_shared",
     "end_shared",
     "get_shared",
     "list_shared",
+    "pins_on",
     "update_shared",
 ]
 
 
-async def pins_on_number(session: AsyncSession, shared: SharedSession) -> set[str]:
-    """The PINs other open sessions on this session's virtual number use (a PIN names
-    one session of a number's callers)."""
-    query = (
-        select(ProxySession.plivo_options)
-        .join(ProxyParticipant, ProxyParticipant.session_sid == ProxySession.sid)
-        .where(
-            ProxyParticipant.proxy_identifier == shared.virtual_number,
-            ProxyParticipant.active.is_(True),
-            ProxySession.sid != shared.row.sid,
-            ProxySession.status.in_(OPEN_STATUSES),
-            ProxySession.plivo_options.is_not(None),
-        )
-        .distinct()
+async def pins_on(session: AsyncSession, e164: str) -> set[str]:
+    """The PINs the open sessions on the number ``e164`` use: a generated PIN is unique
+    on its number, whoever calls."""
+    query = select(ProxyParticipant.pin).where(
+        ProxyParticipant.proxy_identifier == e164,
+        ProxyParticipant.active.is_(True),
+        ProxyParticipant.pin != "",
     )
-    taken: set[str] = set()
-    for options in (await session.scalars(query)).all():
-        values = json.loads(options or "{}")
-        taken.update(
-            str(values[k]) for k in ("first_party_pin", "second_party_pin") if values.get(k)
-        )
-    return taken
+    return set((await session.scalars(query)).all())

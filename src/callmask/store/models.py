@@ -552,9 +552,14 @@ class ProxyParticipant(Base):
 
     ``active`` is TRUE while the session is open and the participant not deleted, NULL
     otherwise. The unique constraint over (proxy_identifier, identifier, active,
-    service_sid) is the allocator's invariant, held by the database on every node: NULLs
-    are distinct in both SQLite and PostgreSQL, so only open rows collide. It leads with
-    (proxy_identifier, identifier) so the inbound lookup (caller, DID) is one index probe.
+    service_sid, pin) is the allocator's invariant, held by the database on every node:
+    NULLs are distinct in both SQLite and PostgreSQL, so only open rows collide. It leads
+    with (proxy_identifier, identifier) so the inbound lookup (caller, DID) is one index
+    probe.
+
+    ``pin`` is the PIN this participant enters on calls (Plivo's PIN sessions), ``""``
+    for none. A participant may hold one number in several open sessions only with a
+    different PIN in each: the PIN says which session a call is for (a shared number).
     """
 
     __tablename__ = "proxy_participants"
@@ -564,6 +569,7 @@ class ProxyParticipant(Base):
             "identifier",
             "active",
             "service_sid",
+            "pin",
             name="uq_proxy_participants_open_pair",
         ),
     )
@@ -581,6 +587,7 @@ class ProxyParticipant(Base):
         ForeignKey("proxy_pool_numbers.sid", ondelete="SET NULL"), index=True
     )
     active: Mapped[bool | None] = mapped_column(Boolean)
+    pin: Mapped[str] = mapped_column(String(15), default="", server_default="")
     date_deleted: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
@@ -649,3 +656,32 @@ Index(
     ProxyInteraction.session_sid,
     ProxyInteraction.created_at,
 )
+
+
+class Recording(Base):
+    """A recorded call: written ``in-progress`` with the call's CDR, then ``completed``
+    (the mixed file under ``<data_dir>/recordings/<account>/``) or ``failed`` with the
+    reason, by the node whose rtpengine recorded it (``node_id``)."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a UUID, as Plivo's
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    call_id: Mapped[str] = mapped_column(String(40))  # the CDR's public call id
+    session_sid: Mapped[str | None] = mapped_column(String(34))
+    media_call_id: Mapped[str] = mapped_column(String(128))  # the call-id rtpengine knows
+    node_id: Mapped[str] = mapped_column(String(191))
+    status: Mapped[str] = mapped_column(String(16))  # in-progress | completed | failed
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    file_format: Mapped[str] = mapped_column(String(8))  # mp3 | wav
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[dt.datetime]  # when recording began (both parties answered)
+    ended_at: Mapped[dt.datetime]  # when the call ended
+    created_at: Mapped[dt.datetime]
+    completed_at: Mapped[dt.datetime | None]
+
+
+Index("ix_recordings_account_created", Recording.account_id, Recording.created_at)
+Index("ix_recordings_node_status", Recording.node_id, Recording.status)

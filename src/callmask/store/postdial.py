@@ -63,7 +63,21 @@ class PostDialReader:
             row = (await connection.execute(read.statement, params)).first()
         return None if row is None else tuple(row)
 
+    async def all(self, read: PreparedRead, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row of ``read`` with ``params`` (keep it bounded with a LIMIT)."""
+        if self._path is not None:
+            try:
+                return self._rows(read.sqlite_sql, params)
+            except sqlite3.OperationalError as exc:
+                log.info("post-dial read turned away (%s); reading through the pool", exc)
+        async with self.database.engine.connect() as connection:
+            return [tuple(row) for row in (await connection.execute(read.statement, params))]
+
     def _read(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         if self._reader is None:
             assert self._path is not None
             # Autocommit: every statement sees what was committed before it started.
@@ -74,7 +88,7 @@ class PostDialReader:
         # fetchall, not fetchone: an unfinished statement would keep its read snapshot
         # open and hold back WAL checkpoints until the cursor is collected.
         rows: list[tuple[Any, ...]] = self._reader.execute(sql, params).fetchall()
-        return rows[0] if rows else None
+        return rows
 
     def close(self) -> None:
         if self._reader is not None:

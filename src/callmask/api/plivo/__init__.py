@@ -16,13 +16,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from callmask.api.dialect_route import allowed_methods
-from callmask.api.plivo import sessions
+from callmask.api.plivo import recordings, sessions
 from callmask.api.plivo.errors import PlivoProblem, PlivoRoute
 
 router = APIRouter(route_class=PlivoRoute, include_in_schema=False)
 router.include_router(sessions.router)
+router.include_router(recordings.router)
 
-_ROUTES = list(sessions.router.routes)
+_ROUTES = [*sessions.router.routes, *recordings.router.routes]
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 

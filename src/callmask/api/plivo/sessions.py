@@ -10,9 +10,13 @@ session ends ``session_expiry`` seconds after its creation (an absolute end: cal
 not extend it); ``call_time_limit`` is kept in its own column for the call path; every
 other Plivo-only field, checked, in the session's ``plivo_options``.
 
+``record`` records the session's calls once both parties answered, after a consent
+announcement both hear (``calls.call``); the file is served by ``recordings.py`` and
+announced to ``recording_callback_url`` by POST (the webhook outbox: a GET callback is
+refused).
+
 Fields whose behaviour callmask's call path does not have yet are refused with Plivo's
-400 rather than stored as promises: ``record``, ``is_pin_authentication_required``,
-``force_pin_authentication``, ``initiate_call_to_first_party``,
+400 rather than stored as promises: ``force_pin_authentication``, ``initiate_call_to_first_party``,
 ``create_session_with_single_party`` when true, non-empty ``first_party_play_url`` /
 ``second_party_play_url``, and ``subaccount`` (callmask has no subaccounts).
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,6 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callmask.api.deps import Services as NodeServices
 from callmask.api.deps import ServicesDep
 from callmask.api.plivo import render
 from callmask.api.plivo.auth import PlivoAccount
@@ -41,22 +46,25 @@ from callmask.api.plivo.errors import (
     not_supported,
 )
 from callmask.api.plivo.params import Fields, json_body, query_fields
+from callmask.errors import InvalidInput
+from callmask.media.audio import fetch_audio, inspect_mp3
 from callmask.phone import region_of
 from callmask.sessions import errors
 from callmask.sessions.lifetime import as_utc
 from callmask.sessions.repository import Services
 from callmask.sessions.shared import (
     Bounds,
+    Pins,
     SharedFilter,
     SharedSession,
     create_shared,
     end_shared,
     get_shared,
     list_shared,
-    pins_on_number,
     update_shared,
 )
-from callmask.store.models import ProxyService, utcnow
+from callmask.store.models import AudioFile, ProxyService, utcnow
+from callmask.store.repositories import AudioFiles
 
 PREFIX = "/plivo/v1/Account/{auth_id}/Masking/Session"
 router = APIRouter(route_class=PlivoRoute, include_in_schema=False)
@@ -188,8 +196,11 @@ def _options(fields: Fields, names: tuple[str, ...], *, allow_private: bool) -> 
 
 def _refuse_unsupported(options: dict[str, Any]) -> None:
     """Features the call path does not carry out yet: refused, not stored."""
+    if options.get("recording_callback_method") == "GET":
+        raise not_supported(
+            "recording_callback_method=GET (callmask POSTs the recording callback as JSON)"
+        )
     for name in (
-        "record",
         "force_pin_authentication",
         "initiate_call_to_first_party",
         "create_session_with_single_party",
@@ -199,11 +210,77 @@ def _refuse_unsupported(options: dict[str, Any]) -> None:
     for name in ("first_party_play_url", "second_party_play_url"):
         if options.get(name):
             raise not_supported(f"{name} (audio played before connecting)")
-    for name in ("pin_prompt_play", "incorrect_pin_play", "unknown_caller_play"):
-        if options.get(name):
-            raise not_supported(f"{name} (customer audio; callmask speaks its own prompts)")
+    if options.get("unknown_caller_play"):
+        # A number's unknown callers belong to no session, so no session's audio is
+        # theirs: the pool's out-of-session handling answers them.
+        raise not_supported("unknown_caller_play (callers in no session get the pool's answer)")
     if options.get("subaccount"):
         raise not_supported("subaccount (callmask accounts have no subaccounts)")
+
+
+# The customer's audio for the PIN prompts: fetched once, when the session is created,
+# checked as MP3 and kept as one of the account's audio files (``media.audio``), so a
+# call never waits on, or fails because of, the customer's web server.
+PROMPT_AUDIO = ("pin_prompt_play", "incorrect_pin_play")
+
+
+def prompt_file_key(name: str) -> str:
+    """Where the options keep the audio file id of ``name`` (not shown by the API)."""
+    return f"{name}_file_id"
+
+
+async def _fetch_prompt_audio(
+    services: NodeServices, options: dict[str, Any]
+) -> dict[str, tuple[bytes, str]]:
+    """The MP3 of each prompt URL given, by option name; 400 if one is not an MP3."""
+    settings = services.settings
+    fetched: dict[str, tuple[bytes, str]] = {}
+    for name in PROMPT_AUDIO:
+        url = options.get(name)
+        if not url:
+            continue
+        data = await fetch_audio(
+            services.http,
+            url,
+            max_bytes=settings.max_audio_bytes,
+            timeout_s=settings.audio_fetch_timeout,
+            allow_private=settings.webhook_allow_private,
+        )
+        try:
+            inspect_mp3(data)
+        except InvalidInput as exc:
+            raise invalid(f"{name}: {exc}") from exc
+        fetched[name] = (data, url)
+    return fetched
+
+
+async def _keep_prompt_audio(
+    session: AsyncSession,
+    services: NodeServices,
+    account_id: str,
+    fetched: dict[str, tuple[bytes, str]],
+    saved: list[str],
+) -> dict[str, str]:
+    """The fetched prompts as the account's audio files; their ids by option key.
+    ``saved`` collects the files written, for the caller to remove on failure."""
+    ids: dict[str, str] = {}
+    for name, (data, url) in fetched.items():
+        info = inspect_mp3(data)
+        file_id = str(uuid.uuid4())
+        services.audio_store.save(file_id, data)
+        saved.append(file_id)
+        await AudioFiles(session).add(
+            AudioFile(
+                file_id=file_id,
+                account_id=account_id,
+                size_bytes=len(data),
+                duration_ms=info.duration_ms,
+                sha256=info.sha256,
+                source_url=url,
+            )
+        )
+        ids[prompt_file_key(name)] = file_id
+    return ids
 
 
 def _check_pins(options: dict[str, Any]) -> None:
@@ -221,23 +298,22 @@ def _check_pins(options: dict[str, Any]) -> None:
         )
 
 
-async def _generate_pins(session: AsyncSession, shared: SharedSession, length: int) -> None:
-    """Two different PINs of ``length`` digits, used by no other open session on the
-    same virtual number, into the session's options."""
-    taken = await pins_on_number(session, shared)
-    chosen: list[str] = []
-    for _ in range(1000):
-        pin = "".join(secrets.choice("0123456789") for _ in range(length))
-        if pin not in taken and pin not in chosen:
-            chosen.append(pin)
-            if len(chosen) == 2:
-                break
-    else:
-        raise invalid("no free PIN of that length on this virtual number: use a longer one")
-    options = json.loads(shared.row.plivo_options or "{}")
-    options["first_party_pin"], options["second_party_pin"] = chosen
-    shared.row.plivo_options = json.dumps(options, sort_keys=True, separators=(",", ":"))
-    await session.flush()
+def _pins(options: dict[str, Any]) -> Pins | None:
+    if not options["is_pin_authentication_required"]:
+        return None
+    if options["generate_pin"]:
+        return Pins(length=options["generate_pin_length"])
+    return Pins(first=options["first_party_pin"], second=options["second_party_pin"])
+
+
+def _with_pins(shared: SharedSession) -> None:
+    """The PINs the parties got (generated ones are chosen with the number), into the
+    session's options, where the API shows them."""
+    if not shared.first.pin:
+        return
+    stored = json.loads(shared.row.plivo_options or "{}")
+    stored["first_party_pin"], stored["second_party_pin"] = shared.first.pin, shared.second.pin
+    shared.row.plivo_options = json.dumps(stored, sort_keys=True, separators=(",", ":"))
 
 
 def _store(options: dict[str, Any]) -> str:
@@ -305,21 +381,31 @@ async def create_session(
             "your virtual numbers to its pool (POST /twilio/v1/Services with "
             f"UniqueName={SERVICE_NAME}, then .../PhoneNumbers)"
         )
-    now = utcnow()
-    shared = await create_shared(
-        session,
-        service,
-        first_party=first,
-        second_party=second,
-        date_expiry=now + dt.timedelta(seconds=session_expiry or SESSION_EXPIRY[2]),
-        call_time_limit_s=call_time_limit or CALL_TIME_LIMIT[2],
-        plivo_options=_store(options),
-        region=region_of(first) if options["geomatch"] else None,
-        cooloff_s=options["virtual_number_cooloff_period"],
-        now=now,
-    )
-    if options["is_pin_authentication_required"] and options["generate_pin"]:
-        await _generate_pins(session, shared, options["generate_pin_length"])
+    fetched = await _fetch_prompt_audio(services, options)
+    saved: list[str] = []
+    try:
+        options |= await _keep_prompt_audio(session, services, account.id, fetched, saved)
+        now = utcnow()
+        shared = await create_shared(
+            session,
+            service,
+            first_party=first,
+            second_party=second,
+            date_expiry=now + dt.timedelta(seconds=session_expiry or SESSION_EXPIRY[2]),
+            call_time_limit_s=call_time_limit or CALL_TIME_LIMIT[2],
+            plivo_options=_store(options),
+            region=region_of(first) if options["geomatch"] else None,
+            cooloff_s=options["virtual_number_cooloff_period"],
+            now=now,
+            pins=_pins(options),
+        )
+        _with_pins(shared)
+        await session.flush()
+    except BaseException:
+        # Nothing of a refused create is kept: the rows roll back, the files go.
+        for file_id in saved:
+            services.audio_store.delete(file_id)
+        raise
     body = {
         "api_id": api_id(),
         "session_uuid": render.session_uuid(shared.row.sid),
